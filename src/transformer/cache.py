@@ -1,0 +1,52 @@
+"""DecoderState: the key/value cache of incremental decoding, an explicit value passed in and out.
+
+Self-attention keys/values live in one preallocated buffer for all layers, written in place one
+position per step; cross-attention keys/values are computed once per source (§3.2.3, "encoder-decoder
+attention": they depend on the memory only). Beam search reorders rows with ``select``.
+
+Shapes: L decoder layers, B rows (sentences x beams), H heads, C capacity, S source length, Dh head dim.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class DecoderState:
+    self_k: Tensor  # (L, B, H, C, Dh); positions >= step are unwritten
+    self_v: Tensor  # (L, B, H, C, Dh)
+    cross_k: Tensor  # (L, B, H, S, Dh)
+    cross_v: Tensor  # (L, B, H, S, Dh)
+    src_mask: Tensor  # (B, 1, 1, S) bool, True = may attend
+    step: int  # number of target positions already in the cache
+
+    @property
+    def capacity(self) -> int:
+        return self.self_k.size(3)
+
+    def select(self, rows: Tensor) -> DecoderState:
+        """Keep (and reorder, or repeat) batch rows: ``rows`` (B',) int64 indices into B."""
+        take = lambda t: t.index_select(1, rows)  # noqa: E731
+        return replace(
+            self,
+            self_k=take(self.self_k),
+            self_v=take(self.self_v),
+            cross_k=take(self.cross_k),
+            cross_v=take(self.cross_v),
+            src_mask=self.src_mask.index_select(0, rows),
+        )
+
+    def ensure_capacity(self, capacity: int) -> DecoderState:
+        """A state whose buffers hold at least ``capacity`` positions (doubling), data kept."""
+        if self.self_k.size(3) >= capacity:
+            return self
+        new = max(capacity, 2 * self.self_k.size(3))
+        grow = lambda t: torch.cat([t, t.new_zeros(*t.shape[:3], new - t.size(3), t.size(4))], dim=3)  # noqa: E731
+        return replace(self, self_k=grow(self.self_k), self_v=grow(self.self_v))
+
+    def advance(self) -> DecoderState:
+        return replace(self, step=self.step + 1)

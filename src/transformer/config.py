@@ -1,0 +1,91 @@
+"""TransformerConfig: everything needed to rebuild a model, and the paper's presets (Table 3)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from .feed_forward import ACTIVATIONS
+
+# Table 3 of the paper; "tiny" is ours, for CPU work and tests.
+PRESETS: dict[str, dict[str, Any]] = {
+    "base": dict(d_model=512, n_heads=8, d_ff=2048, n_encoder_layers=6, n_decoder_layers=6, dropout=0.1),
+    "big": dict(d_model=1024, n_heads=16, d_ff=4096, n_encoder_layers=6, n_decoder_layers=6, dropout=0.3),
+    "tiny": dict(d_model=256, n_heads=4, d_ff=1024, n_encoder_layers=3, n_decoder_layers=3, dropout=0.1),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TransformerConfig:
+    """Architecture of an encoder-decoder Transformer. Defaults are the paper's base model."""
+
+    src_vocab_size: int
+    tgt_vocab_size: int
+    d_model: int = 512
+    n_heads: int = 8
+    d_ff: int = 2048
+    n_encoder_layers: int = 6
+    n_decoder_layers: int = 6
+    dropout: float = 0.1
+    attention_dropout: float = 0.0  # the paper has none; tensor2tensor and nn.Transformer do
+    pad_id: int = 0
+    bos_id: int = 1
+    eos_id: int = 2
+    share_embeddings: bool = False  # one table for source and target (joint vocabulary, §3.4)
+    tie_output: bool = True  # pre-softmax projection = target embedding (§3.4)
+    norm_first: bool = False  # False: post-norm LayerNorm(x + Sublayer(x)), the paper's
+    activation: str = "relu"
+    positional: str = "sinusoidal"  # or "learned"
+    max_positions: int = 1024  # size of the learned table; the sinusoidal one grows on demand
+    layer_norm_eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("src_vocab_size", "tgt_vocab_size", "d_model", "n_heads", "d_ff", "max_positions"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name}={getattr(self, name)} must be >= 1")
+        for name in ("n_encoder_layers", "n_decoder_layers"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name}={getattr(self, name)} must be >= 0")
+        if self.d_model % self.n_heads:
+            problems.append(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
+        for name in ("dropout", "attention_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                problems.append(f"{name}={getattr(self, name)} must be in [0, 1)")
+        if self.activation not in ACTIVATIONS:
+            problems.append(f"activation={self.activation!r} must be one of {sorted(ACTIVATIONS)}")
+        if self.positional not in ("sinusoidal", "learned"):
+            problems.append(f"positional={self.positional!r} must be 'sinusoidal' or 'learned'")
+        if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
+            problems.append(
+                f"share_embeddings needs equal vocabularies, got src_vocab_size={self.src_vocab_size} "
+                f"and tgt_vocab_size={self.tgt_vocab_size}"
+            )
+        for name in ("pad_id", "bos_id", "eos_id"):
+            value = getattr(self, name)
+            if not 0 <= value < min(self.src_vocab_size, self.tgt_vocab_size):
+                problems.append(f"{name}={value} is outside the vocabulary")
+        if len({self.pad_id, self.bos_id, self.eos_id}) != 3:
+            problems.append(f"pad_id, bos_id and eos_id must differ, got {self.pad_id}, {self.bos_id}, {self.eos_id}")
+        if problems:
+            raise ValueError("invalid TransformerConfig: " + "; ".join(problems))
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> TransformerConfig:
+        """``TransformerConfig.preset("base", src_vocab_size=37000, tgt_vocab_size=37000)``."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}: choose one of {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TransformerConfig:
+        """Rebuild from ``to_dict()``; unknown keys are an error that names them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown TransformerConfig field(s): {', '.join(unknown)}")
+        return cls(**values)

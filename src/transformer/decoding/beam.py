@@ -1,0 +1,104 @@
+"""Beam search (§6.1: beam 4, length penalty alpha = 0.6), all sentences and beams as one batch.
+
+Each step extends the K live hypotheses of every sentence, takes the 2K best candidates, moves those
+that end (EOS, or the length limit) among the first K into the sentence's finished set, scored
+log P / lp, and keeps the K best that go on. A sentence is done once it has K finished hypotheses;
+beam size 1 is then exactly greedy decoding.
+
+Shapes: B batch, K beam size, V vocabulary, L most output tokens, R = B * K rows of the cache.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..cache import DecoderState
+from .common import Generation, Seq2Seq, check_source, next_log_probs, output_limits, strip_eos
+from .length_penalty import length_penalty as gnmt_length_penalty
+
+
+def _expand_to_beams(state: DecoderState, beam_size: int) -> DecoderState:
+    """Repeat every sentence's rows K times: B rows -> B * K rows (sentence-major)."""
+    b = state.src_mask.size(0)
+    rows = torch.arange(b, device=state.src_mask.device).repeat_interleave(beam_size)
+    return state.select(rows)
+
+
+def _merge_finished(
+    fin_scores: Tensor, fin_seqs: Tensor, cand_scores: Tensor, cand_seqs: Tensor, keep: int
+) -> tuple[Tensor, Tensor]:
+    """The ``keep`` best of the old finished set and the new finished candidates, per sentence.
+
+    Shapes: fin_scores (B, K), fin_seqs (B, K, L), cand_scores (B, 2K), cand_seqs (B, 2K, L).
+    """
+    scores = torch.cat([fin_scores, cand_scores], dim=1)  # (B, 3K)
+    seqs = torch.cat([fin_seqs, cand_seqs], dim=1)  # (B, 3K, L)
+    best, idx = scores.topk(keep, dim=1)  # (B, K)
+    return best, seqs.gather(1, idx[:, :, None].expand(-1, -1, seqs.size(2)))
+
+
+@torch.inference_mode()
+def beam_search(
+    model: Seq2Seq,
+    src: Tensor,
+    beam_size: int = 4,
+    max_len: int | None = None,
+    length_penalty: float = 0.6,
+    min_len: int = 0,
+    n_best: int = 1,
+) -> Generation:
+    """The n best translations of each sentence, scored log P(Y|X) / lp(Y).
+
+    ``length_penalty`` is alpha of lp(Y) = ((5 + |Y|) / 6)^alpha; 0 ranks by log P alone.
+
+    Shapes: src (B, S) -> Generation with tokens (B, n_best, L).
+    """
+    check_source(src)
+    if beam_size < 1:
+        raise ValueError(f"beam_size={beam_size} must be >= 1")
+    if not 1 <= n_best <= beam_size:
+        raise ValueError(f"n_best={n_best} must be between 1 and beam_size={beam_size}")
+    cfg = model.cfg
+    b, k, dev = src.size(0), beam_size, src.device
+    limits = output_limits(src, cfg.pad_id, max_len, min_len)[:, None]  # (B, 1)
+    steps = int(limits.max())
+    state = model.start_state(model.encode(src), model.source_mask(src), capacity=steps)
+    state = _expand_to_beams(state, k)
+
+    scores = torch.full((b, k), -torch.inf, device=dev)
+    scores[:, 0] = 0.0  # all beams start identical: let only the first one expand
+    seqs = torch.full((b, k, steps), cfg.pad_id, dtype=torch.long, device=dev)
+    fin_scores = torch.full((b, k), -torch.inf, device=dev)
+    fin_seqs = seqs.clone()
+    tokens = torch.full((b * k,), cfg.bos_id, dtype=torch.long, device=dev)
+    sentence_rows = torch.arange(b, device=dev)[:, None] * k  # (B, 1)
+    first_k = torch.arange(2 * k, device=dev)[None] < k  # (1, 2K)
+
+    for t in range(steps):
+        logits, state = model.decode_step(tokens, state)
+        logp = next_log_probs(logits, t, min_len, cfg.pad_id, cfg.bos_id, cfg.eos_id)  # (R, V)
+        vocab = logp.size(-1)
+        cand = (scores[:, :, None] + logp.view(b, k, vocab)).view(b, k * vocab)  # (B, K*V)
+        top_scores, top_idx = cand.topk(2 * k, dim=1)  # (B, 2K)
+        origin, cand_tok = top_idx // vocab, top_idx % vocab  # (B, 2K) each
+        cand_seqs = seqs.gather(1, origin[:, :, None].expand(-1, -1, steps)).clone()  # (B, 2K, L)
+        cand_seqs[:, :, t] = cand_tok
+
+        ends = (cand_tok == cfg.eos_id) | (t + 1 >= limits)  # (B, 2K)
+        done = fin_scores[:, -1] > -torch.inf  # (B,): K finished already
+        newly = ends & first_k & (top_scores > -torch.inf) & ~done[:, None]
+        lp = gnmt_length_penalty(t + 1, length_penalty)  # |Y| counts the EOS (or last) token
+        cand_norm = torch.where(newly, top_scores / lp, -torch.inf)
+        fin_scores, fin_seqs = _merge_finished(fin_scores, fin_seqs, cand_norm, cand_seqs, k)
+
+        go_on = torch.where(ends, -torch.inf, top_scores)  # (B, 2K)
+        scores, pick = go_on.topk(k, dim=1)  # (B, K): the K best that did not end
+        seqs = cand_seqs.gather(1, pick[:, :, None].expand(-1, -1, steps))
+        tokens = cand_tok.gather(1, pick).view(-1)
+        if bool((fin_scores[:, -1] > -torch.inf).all()) or t + 1 == steps:
+            break
+        state = state.select((sentence_rows + origin.gather(1, pick)).view(-1))
+
+    out, lengths = strip_eos(fin_seqs[:, :n_best], cfg.eos_id, cfg.pad_id)
+    return Generation(tokens=out, scores=fin_scores[:, :n_best], lengths=lengths)

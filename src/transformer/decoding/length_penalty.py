@@ -1,0 +1,8 @@
+"""GNMT's length penalty (Wu et al. 2016, §7), used by the paper with alpha = 0.6 (§6.1)."""
+
+from __future__ import annotations
+
+
+def length_penalty(length: int, alpha: float) -> float:
+    """lp(Y) = ((5 + |Y|) / 6)^alpha; a hypothesis scores log P(Y|X) / lp(Y). alpha = 0: no penalty."""
+    return ((5.0 + length) / 6.0) ** alpha

@@ -1,0 +1,77 @@
+"""Token embeddings and positional encodings (§3.4, §3.5).
+
+Embedding(x) = E[x] * sqrt(d_model);
+PE(pos, 2i) = sin(pos / 10000^(2i/d_model)), PE(pos, 2i+1) = cos(pos / 10000^(2i/d_model)).
+
+Shapes: B batch, T length, D d_model, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+def sinusoidal_encoding(n_positions: int, d_model: int) -> Tensor:
+    """The table of §3.5, sines in even and cosines in odd dimensions (interleaved, as the paper).
+
+    Shapes: -> (n_positions, D) float32.
+    """
+    pos = torch.arange(n_positions, dtype=torch.float64)[:, None]  # (P, 1)
+    two_i = torch.arange(0, d_model, 2, dtype=torch.float64)  # (ceil(D/2),)
+    angle = pos / torch.pow(10000.0, two_i / d_model)  # (P, ceil(D/2))
+    pe = torch.zeros(n_positions, d_model, dtype=torch.float64)
+    pe[:, 0::2] = torch.sin(angle)
+    pe[:, 1::2] = torch.cos(angle[:, : d_model // 2])
+    return pe.float()
+
+
+class TokenEmbedding(nn.Module):
+    """E[x] * sqrt(d_model): the scale keeps embeddings on the scale of the positional encoding (§3.4)."""
+
+    def __init__(self, vocab_size: int, d_model: int, pad_id: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(vocab_size, d_model))
+        self.pad_id = pad_id
+        self.scale = math.sqrt(d_model)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """(B, T) int64 -> (B, T, D)."""
+        return nn.functional.embedding(tokens, self.weight, self.pad_id) * self.scale
+
+
+class PositionalEncoding(nn.Module):
+    """Adds PE(offset + t) to position t, then dropout (§5.4: dropout on embeddings + encodings).
+
+    ``kind="sinusoidal"`` is the paper's fixed table; ``kind="learned"`` a trained one (§3.5 found
+    both nearly identical). The sinusoidal table grows on demand, so any length works.
+    """
+
+    def __init__(self, d_model: int, max_positions: int, kind: str = "sinusoidal", dropout: float = 0.0) -> None:
+        super().__init__()
+        if kind not in ("sinusoidal", "learned"):
+            raise ValueError(f"positional={kind!r}: choose 'sinusoidal' or 'learned'")
+        self.kind = kind
+        self.d_model = d_model
+        self.max_positions = max_positions
+        self.dropout = nn.Dropout(dropout)
+        if kind == "learned":
+            self.table = nn.Parameter(torch.empty(max_positions, d_model))
+        else:
+            self.register_buffer("table", sinusoidal_encoding(max_positions, d_model), persistent=False)
+
+    def encodings(self, start: int, length: int) -> Tensor:
+        """PE for positions start .. start+length-1: -> (length, D)."""
+        end = start + length
+        if end > self.table.size(0):
+            if self.kind == "learned":
+                raise ValueError(f"position {end - 1} is past max_positions={self.max_positions} of learned encodings")
+            self.table = sinusoidal_encoding(max(end, 2 * self.table.size(0)), self.d_model).to(self.table.device)
+        return self.table[start:end]
+
+    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
+        """(B, T, D) -> (B, T, D); ``offset`` is the position of x[:, 0] (the step in incremental decoding)."""
+        pe = self.encodings(offset, x.size(1)).to(x.dtype)
+        return self.dropout(x + pe)

@@ -1,0 +1,35 @@
+"""Position-wise feed-forward network (§3.3): FFN(x) = W_2 act(W_1 x + b_1) + b_2, alike at every position.
+
+Shapes: B batch, T length, D d_model, F d_ff.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "relu": F.relu,  # the paper's
+    "gelu": F.gelu,
+    "silu": F.silu,
+    "swish": F.silu,  # swish with beta = 1 is silu
+}
+
+
+class PositionwiseFeedForward(nn.Module):
+    """Linear(D, F) -> activation -> dropout -> Linear(F, D)."""
+
+    def __init__(self, d_model: int, d_ff: int, activation: str = "relu", dropout: float = 0.0) -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation={activation!r}: choose one of {sorted(ACTIVATIONS)}")
+        self.w_1 = nn.Linear(d_model, d_ff)
+        self.w_2 = nn.Linear(d_ff, d_model)
+        self.activation = ACTIVATIONS[activation]
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, T, D) -> (B, T, D)."""
+        return self.w_2(self.dropout(self.activation(self.w_1(x))))

@@ -1,0 +1,39 @@
+"""The one mask convention of this project, and the only place masks are built.
+
+A mask is a **bool tensor, True = "this query may attend to this key"**. It broadcasts to
+``(B, H, T_q, T_k)``: source masks are ``(B, 1, 1, S)``, target masks ``(B, 1, T, T)`` (causal AND
+key-not-pad). This is the convention of ``torch.nn.functional.scaled_dot_product_attention``; it is
+the *opposite* of ``torch.nn.MultiheadAttention``'s ``attn_mask``/``key_padding_mask`` (True = blocked).
+
+Shapes: B batch, S source length, T target length.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def source_mask(src: Tensor, pad_id: int) -> Tensor:
+    """Keys that are real tokens: ``src != pad``.
+
+    Shapes: src (B, S) int64 -> (B, 1, 1, S) bool.
+    """
+    return (src != pad_id)[:, None, None, :]
+
+
+def causal_mask(length: int, device: torch.device | None = None) -> Tensor:
+    """Query t may attend to keys 0..t (§3.2.3: "prevent leftward information flow").
+
+    Shapes: -> (1, 1, T, T) bool, lower triangular.
+    """
+    ones = torch.ones(length, length, dtype=torch.bool, device=device)
+    return torch.tril(ones)[None, None]
+
+
+def target_mask(tgt: Tensor, pad_id: int) -> Tensor:
+    """Causal AND key-not-pad.
+
+    Shapes: tgt (B, T) int64 -> (B, 1, T, T) bool.
+    """
+    return causal_mask(tgt.size(1), tgt.device) & (tgt != pad_id)[:, None, None, :]

@@ -1,0 +1,244 @@
+"""The encoder-decoder Transformer (§3, Figure 1).
+
+Shapes: B batch, S source length, T target length, D d_model, V target vocabulary, L layers,
+H heads, Dh head dim.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .cache import DecoderState
+from .config import TransformerConfig
+from .embeddings import PositionalEncoding, TokenEmbedding
+from .layers import DecoderLayer, EncoderLayer
+from .masks import source_mask, target_mask
+
+
+@dataclass(frozen=True)
+class AttentionMaps:
+    """Attention weights of every layer, for visualization; each list has one entry per layer."""
+
+    encoder: list[Tensor]  # (B, H, S, S) each
+    decoder_self: list[Tensor]  # (B, H, T, T) each
+    cross: list[Tensor]  # (B, H, T, S) each
+
+
+def _layer_args(cfg: TransformerConfig) -> dict:
+    return dict(
+        d_model=cfg.d_model,
+        n_heads=cfg.n_heads,
+        d_ff=cfg.d_ff,
+        dropout=cfg.dropout,
+        attention_dropout=cfg.attention_dropout,
+        activation=cfg.activation,
+        norm_first=cfg.norm_first,
+        eps=cfg.layer_norm_eps,
+    )
+
+
+class Encoder(nn.Module):
+    """N encoder layers; with pre-norm a final LayerNorm, since the last residual sum is unnormalised."""
+
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(EncoderLayer(**_layer_args(cfg)) for _ in range(cfg.n_encoder_layers))
+        self.final_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.norm_first else None
+
+    def forward(self, x: Tensor, src_mask: Tensor, need_weights: bool = False) -> tuple[Tensor, list[Tensor]]:
+        """x (B, S, D), src_mask (B, 1, 1, S) -> (B, S, D), [weights (B, H, S, S)] if asked."""
+        weights = []
+        for layer in self.layers:
+            x, w = layer(x, src_mask, need_weights)
+            if w is not None:
+                weights.append(w)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return x, weights
+
+
+class Decoder(nn.Module):
+    """N decoder layers (and a final LayerNorm with pre-norm)."""
+
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(DecoderLayer(**_layer_args(cfg)) for _ in range(cfg.n_decoder_layers))
+        self.final_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.norm_first else None
+
+    def forward(
+        self, x: Tensor, memory: Tensor, tgt_mask: Tensor, src_mask: Tensor, need_weights: bool = False
+    ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """x (B, T, D), memory (B, S, D) -> (B, T, D), self weights [(B, H, T, T)], cross [(B, H, T, S)]."""
+        self_weights, cross_weights = [], []
+        for layer in self.layers:
+            x, sw, cw = layer(x, memory, tgt_mask, src_mask, need_weights)
+            if sw is not None and cw is not None:
+                self_weights.append(sw)
+                cross_weights.append(cw)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return x, self_weights, cross_weights
+
+    def step(self, x: Tensor, state: DecoderState) -> Tensor:
+        """One position for every row: x (B, 1, D) -> (B, 1, D); writes the cache at ``state.step``."""
+        for i, layer in enumerate(self.layers):
+            x = layer.step(
+                x, state.self_k[i], state.self_v[i], state.step, state.cross_k[i], state.cross_v[i], state.src_mask
+            )
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return x
+
+
+class Transformer(nn.Module):
+    """Encoder-decoder Transformer. ``Transformer(TransformerConfig.preset("base", ...))``.
+
+    Token tensors are int64, batch first, padded on the right with ``cfg.pad_id``. The decoder input
+    starts with ``cfg.bos_id`` (the target shifted right).
+    """
+
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.src_embed = TokenEmbedding(cfg.src_vocab_size, cfg.d_model, cfg.pad_id)
+        # §3.4: "we share the same weight matrix between the two embedding layers and the pre-softmax
+        # linear transformation"; both choices are switches here.
+        self.tgt_embed = (
+            self.src_embed if cfg.share_embeddings else TokenEmbedding(cfg.tgt_vocab_size, cfg.d_model, cfg.pad_id)
+        )
+        self.src_pos = PositionalEncoding(cfg.d_model, cfg.max_positions, cfg.positional, cfg.dropout)
+        self.tgt_pos = PositionalEncoding(cfg.d_model, cfg.max_positions, cfg.positional, cfg.dropout)
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+        self.output_weight = (
+            self.tgt_embed.weight if cfg.tie_output else nn.Parameter(torch.empty(cfg.tgt_vocab_size, cfg.d_model))
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Xavier-uniform matrices, zero biases (from the reference code, not the paper's text)."""
+        for name, p in self.named_parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+            elif name.endswith("bias"):
+                nn.init.zeros_(p)
+        with torch.no_grad():
+            self.src_embed.weight[self.cfg.pad_id].zero_()
+            self.tgt_embed.weight[self.cfg.pad_id].zero_()
+
+    # -- the three parts of Figure 1 -------------------------------------------------------------
+
+    def source_mask(self, src: Tensor) -> Tensor:
+        """(B, S) -> (B, 1, 1, S) bool, True = real token."""
+        return source_mask(src, self.cfg.pad_id)
+
+    def encode(self, src: Tensor) -> Tensor:
+        """The encoder output ("memory"): src (B, S) int64 -> (B, S, D)."""
+        _check_tokens("src", src)
+        return self.encoder(self.src_pos(self.src_embed(src)), self.source_mask(src))[0]
+
+    def decode(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor) -> Tensor:
+        """Decoder hidden states, teacher-forced: tgt_in (B, T), memory (B, S, D), src_mask (B, 1, 1, S)
+        -> (B, T, D). ``project`` turns them into logits."""
+        _check_tokens("tgt_in", tgt_in)
+        x = self.tgt_pos(self.tgt_embed(tgt_in))
+        return self.decoder(x, memory, target_mask(tgt_in, self.cfg.pad_id), src_mask)[0]
+
+    def project(self, hidden: Tensor) -> Tensor:
+        """Pre-softmax linear transformation: (..., D) -> (..., V)."""
+        return hidden @ self.output_weight.t()
+
+    def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
+        """Logits of every next token: src (B, S), tgt_in (B, T) int64 -> (B, T, V)."""
+        memory = self.encode(src)
+        return self.project(self.decode(tgt_in, memory, self.source_mask(src)))
+
+    def forward_with_attention(self, src: Tensor, tgt_in: Tensor) -> tuple[Tensor, AttentionMaps]:
+        """``forward`` by the explicit attention path, also returning every layer's weights."""
+        _check_tokens("src", src)
+        _check_tokens("tgt_in", tgt_in)
+        src_mask = self.source_mask(src)
+        memory, enc_w = self.encoder(self.src_pos(self.src_embed(src)), src_mask, need_weights=True)
+        x = self.tgt_pos(self.tgt_embed(tgt_in))
+        hidden, self_w, cross_w = self.decoder(
+            x, memory, target_mask(tgt_in, self.cfg.pad_id), src_mask, need_weights=True
+        )
+        return self.project(hidden), AttentionMaps(enc_w, self_w, cross_w)
+
+    # -- incremental decoding ----------------------------------------------------------------------
+
+    def start_state(self, memory: Tensor, src_mask: Tensor, capacity: int = 64) -> DecoderState:
+        """An empty cache, with each layer's cross-attention keys/values computed once.
+
+        Shapes: memory (B, S, D), src_mask (B, 1, 1, S); buffers (L, B, H, capacity, Dh).
+        """
+        b = memory.size(0)
+        cfg = self.cfg
+        d_head = cfg.d_model // cfg.n_heads
+        n = len(self.decoder.layers)
+        cross = [layer.cross_attn.project_kv(memory) for layer in self.decoder.layers]
+        empty = memory.new_empty(n, b, cfg.n_heads, max(capacity, 1), d_head)
+        stack = lambda ts: torch.stack(ts) if ts else memory.new_empty(0, b, cfg.n_heads, memory.size(1), d_head)  # noqa: E731
+        return DecoderState(
+            self_k=empty,
+            self_v=torch.empty_like(empty),
+            cross_k=stack([k for k, _ in cross]),
+            cross_v=stack([v for _, v in cross]),
+            src_mask=src_mask,
+            step=0,
+        )
+
+    def decode_step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+        """Logits of the next token after ``tokens``, the token at position ``state.step``.
+
+        Shapes: tokens (B,) int64 -> logits (B, V), and the state one step on. The cache buffers are
+        written in place, so the old state must not be reused; run it under ``torch.no_grad``.
+        """
+        state = state.ensure_capacity(state.step + 1)
+        x = self.tgt_pos(self.tgt_embed(tokens[:, None]), offset=state.step)  # (B, 1, D): PE(step)
+        hidden = self.decoder.step(x, state)  # (B, 1, D)
+        return self.project(hidden[:, 0]), state.advance()
+
+    def generate(
+        self,
+        src: Tensor,
+        beam_size: int = 4,
+        max_len: int | None = None,
+        length_penalty: float = 0.6,
+        min_len: int = 0,
+        n_best: int = 1,
+        return_scores: bool = False,
+    ):
+        """Translate a batch: greedy when ``beam_size == 1``, else beam search (see ``transformer.decoding``).
+
+        Args:
+            src: (B, S) int64, padded with pad_id.
+            beam_size: hypotheses kept per sentence.
+            max_len: most tokens per output (EOS not counted); None = source length + 50.
+            length_penalty: alpha of GNMT's lp(Y) = ((5 + |Y|) / 6)^alpha; beam search only.
+            min_len: no EOS before this many tokens.
+            n_best: hypotheses returned per sentence (<= beam_size).
+            return_scores: return a ``Generation`` (n-best tokens and scores) instead of a tensor.
+
+        Returns: (B, <=max_len) int64 without BOS or EOS, padded with pad_id; or a ``Generation``.
+        """
+        from .decoding import beam_search, greedy_search
+
+        if beam_size == 1 and n_best == 1:
+            result = greedy_search(self, src, max_len=max_len, min_len=min_len)
+        else:
+            result = beam_search(
+                self, src, beam_size=beam_size, max_len=max_len, length_penalty=length_penalty,
+                min_len=min_len, n_best=n_best,
+            )
+        return result if return_scores else result.tokens[:, 0]
+
+
+def _check_tokens(name: str, tokens: Tensor) -> None:
+    if tokens.dim() != 2:
+        raise ValueError(f"{name} must be (batch, length) token ids, got shape {tuple(tokens.shape)}")
+    if tokens.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"{name} must hold int64 token ids, got {tokens.dtype}")
