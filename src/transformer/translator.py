@@ -145,9 +145,9 @@ class Translator:
                 ]
         return results
 
-    def attention(self, text: str, beam_size: int = 1) -> AttentionResult:
+    def attention(self, text: str, beam_size: int = 1, max_len: int | None = None) -> AttentionResult:
         """Translate ``text``, then run the model teacher-forced on its own output, recording attention."""
-        best = self.translate([text], beam_size=beam_size)[0][0]
+        best = self.translate([text], beam_size=beam_size, max_len=max_len)[0][0]
         cfg = self.model.cfg
         src = self._pad([self._source_ids(text)])  # (1, S)
         tgt_in = torch.tensor([[cfg.bos_id, *best.tokens]], dtype=torch.long, device=self.device)  # (1, T)
