@@ -1,0 +1,132 @@
+"""The service's settings (``ServeConfig``) and its JSON bodies (pydantic models, shown in the OpenAPI docs).
+
+(No ``from __future__ import annotations``: the request model is built inside a function, with this server's
+limits as its constraints, and pydantic and FastAPI read its annotations at run time.)
+"""
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_LENGTH_PENALTY = 10.0
+CHARS_PER_TOKEN = 64  # texts over CHARS_PER_TOKEN * max_text_tokens characters are refused before tokenizing
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Limits and defaults of the service (the ``transformer serve`` options)."""
+
+    max_batch_size: int = 32  # most texts decoded together
+    max_wait_ms: float = 5.0  # longest a text waits for others to join its batch
+    max_queue: int = 256  # most texts waiting; more -> 503
+    max_text_tokens: int = 256  # most source subword tokens per text; more -> 422
+    max_texts: int = 64  # most texts per request; more -> 422
+    timeout_s: float = 30.0  # a request unanswered after this long -> 504
+    beam_size: int = 4  # when the request names none
+    max_beam_size: int = 16
+    length_penalty: float = 0.6  # GNMT alpha when the request names none (§6.1 of the paper: 0.6)
+    max_len: int | None = None  # most output tokens per text; None = source length + 50 (§6.1)
+
+    def __post_init__(self) -> None:
+        problems = [
+            f"{name}={getattr(self, name)} must be >= 1"
+            for name in ("max_batch_size", "max_queue", "max_text_tokens", "max_texts", "beam_size", "max_beam_size")
+            if getattr(self, name) < 1
+        ]
+        if self.max_len is not None and self.max_len < 1:
+            problems.append(f"max_len={self.max_len} must be >= 1 (or None)")
+        if self.max_wait_ms < 0:
+            problems.append(f"max_wait_ms={self.max_wait_ms} must be >= 0")
+        if not self.timeout_s > 0:
+            problems.append(f"timeout_s={self.timeout_s} must be > 0")
+        if self.max_texts > self.max_queue:
+            problems.append(f"max_texts={self.max_texts} must be <= max_queue={self.max_queue}")
+        if self.beam_size > self.max_beam_size:
+            problems.append(f"beam_size={self.beam_size} must be <= max_beam_size={self.max_beam_size}")
+        if not 0 <= self.length_penalty <= MAX_LENGTH_PENALTY:
+            problems.append(f"length_penalty={self.length_penalty} must be in [0, {MAX_LENGTH_PENALTY}]")
+        if problems:
+            raise ValueError("invalid ServeConfig: " + "; ".join(problems))
+
+    @property
+    def max_text_chars(self) -> int:
+        """Texts longer than this are refused before tokenizing (no subword is this long on average)."""
+        return CHARS_PER_TOKEN * self.max_text_tokens
+
+
+class Hypothesis(BaseModel):
+    text: str = Field(description="The translation.")
+    score: float | None = Field(
+        description="log P(translation | source) / lp(length) (GNMT length penalty); higher is better. "
+        "Null in the unlikely case it is not finite."
+    )
+
+
+class TranslationResult(BaseModel):
+    text: str = Field(description="The best translation.")
+    score: float | None = Field(description="Score of the best translation (see `n_best[].score`).")
+    n_best: list[Hypothesis] | None = Field(
+        None, description="The `n_best` best translations, best first; only present when `n_best` > 1."
+    )
+
+
+class TranslateResponse(BaseModel):
+    translations: list[TranslationResult] = Field(description="One result per input text, in input order.")
+
+
+class HealthResponse(BaseModel):
+    status: str = Field(description="`ok` while the translation worker runs, else `unavailable`.")
+    model_loaded: bool
+    device: str
+    queue_depth: int = Field(description="Texts waiting for a batch.")
+    in_flight: int = Field(description="Texts being decoded now.")
+    requests: int = Field(description="Translation requests queued since start.")
+    texts_translated: int
+    batches: int = Field(description="Batches decoded since start; fewer than texts when batching works.")
+    largest_batch: int
+    rejected: int = Field(description="Requests refused with 503 because the queue was full.")
+    timeouts: int = Field(description="Requests answered with 504.")
+    limits: dict[str, float | None] = Field(description="The server's configured limits and defaults.")
+
+
+def request_model(cfg: ServeConfig) -> type[BaseModel]:
+    """The POST /translate body, with this server's limits in its constraints and OpenAPI schema."""
+
+    class TranslateRequest(BaseModel):
+        model_config = ConfigDict(
+            extra="forbid",
+            json_schema_extra={
+                "examples": [{"text": "Ein kleiner Test."}, {"texts": ["Hallo Welt.", "Danke."], "n_best": 2}]
+            },
+        )
+
+        text: str | None = Field(
+            None,
+            description=f"One text to translate (give `text` or `texts`). At most {cfg.max_text_tokens} source tokens.",
+        )
+        texts: list[str] | None = Field(
+            None,
+            min_length=1,
+            max_length=cfg.max_texts,
+            description=f"Several texts, translated together (1 to {cfg.max_texts}); "
+            f"each at most {cfg.max_text_tokens} source tokens.",
+        )
+        beam_size: int | None = Field(
+            None,
+            ge=1,
+            le=cfg.max_beam_size,
+            strict=True,
+            description=f"Beam width; 1 = greedy decoding. Default {cfg.beam_size}.",
+        )
+        n_best: int = Field(
+            1, ge=1, le=cfg.max_beam_size, strict=True, description="Translations returned per text (<= beam_size)."
+        )
+        length_penalty: float | None = Field(
+            None,
+            ge=0.0,
+            le=MAX_LENGTH_PENALTY,
+            allow_inf_nan=False,
+            description=f"GNMT length penalty alpha for beam search. Default {cfg.length_penalty}.",
+        )
+
+    return TranslateRequest
