@@ -1,0 +1,148 @@
+"""train(): seeded repeatability, resume exactness, metrics, validation bookkeeping, run directory contents."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+from transformer.data import load_vocabs
+from transformer.settings import TrainConfig, load_config
+from transformer.training.checkpoint import latest_checkpoint, list_checkpoints, load_model
+from transformer.training.loop import Progress, train, update_best
+from transformer.training.metrics import read_metrics
+
+
+def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    model, _ = load_model(latest_checkpoint(run_dir))
+    return model.state_dict()
+
+
+def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_same_seed_same_weights_other_seed_other_weights(tmp_path: Path, make_config) -> None:
+    cfg = make_config("train.max_steps=6")
+    first = train(cfg, tmp_path / "a")
+    train(cfg, tmp_path / "b")
+    train(make_config("train.max_steps=6", "train.seed=1"), tmp_path / "c")
+    _assert_same_weights(_weights(tmp_path / "a"), _weights(tmp_path / "b"))
+    c = _weights(tmp_path / "c")
+    assert any(not torch.equal(c[k], v) for k, v in _weights(tmp_path / "a").items())
+    assert first["step"] == 6 and first["tokens_per_s"] > 0
+    strip = lambda records: [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in records]  # noqa: E731
+    assert strip(read_metrics(tmp_path / "a")) == strip(read_metrics(tmp_path / "b"))
+
+
+def test_resume_continues_exactly(tmp_path: Path, make_config) -> None:
+    full = train(make_config("train.max_steps=12"), tmp_path / "full")
+    train(make_config("train.max_steps=6"), tmp_path / "split")  # stops after step 6 (a checkpoint at 4 and 6)
+    resumed = train(make_config("train.max_steps=12"), tmp_path / "split", resume=True)
+    assert resumed["step"] == full["step"] == 12
+    _assert_same_weights(_weights(tmp_path / "full"), _weights(tmp_path / "split"))
+    if resumed["best_step"] != 6:  # step 6 was validated only by the split run
+        assert resumed["best_score"] == full["best_score"] and resumed["best_step"] == full["best_step"]
+    # metrics.jsonl holds each step once, with the uninterrupted run's values (step 6 was the split run's end:
+    # it validated there, the full run did not)
+    full_records = read_metrics(tmp_path / "full")
+    split_records = [r for r in read_metrics(tmp_path / "split") if not (r["step"] == 6 and "valid_loss" in r)]
+    drop_timing = lambda records: [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in records]  # noqa: E731
+    assert drop_timing(split_records) == drop_timing(full_records)
+
+
+def test_run_directory_and_metrics(tmp_path: Path, make_config, corpus_dir: Path,
+                                   caplog: pytest.LogCaptureFixture) -> None:
+    run = tmp_path / "run"
+    with caplog.at_level(logging.INFO, logger="transformer"):
+        summary = train(make_config("train.max_steps=9", "train.keep_last=2"), run)
+    assert summary["step"] == 9
+    assert load_config(run / "config.toml") == make_config("train.max_steps=9", "train.keep_last=2")
+    assert (run / "vocab" / "joint.model").read_bytes() == (corpus_dir / "vocab" / "joint.model").read_bytes()
+    src_vocab, tgt_vocab = load_vocabs(run)  # the run directory alone is enough to translate
+    assert src_vocab is tgt_vocab
+    assert [s for s, _ in list_checkpoints(run)] == [8, 9]  # every 4 steps and at the end, the last 2 kept
+    records = read_metrics(run)
+    train_lines = [r for r in records if "loss" in r]
+    eval_lines = [r for r in records if "valid_loss" in r]
+    assert [r["step"] for r in train_lines] == [2, 4, 6, 8, 9]
+    assert [r["step"] for r in eval_lines] == [4, 8, 9]
+    for r in train_lines:
+        assert r["loss"] > 0 and r["lr"] > 0 and r["tokens_per_s"] > 0
+    for r in eval_lines:
+        assert r["valid_ppl"] == pytest.approx(torch.tensor(r["valid_nll"]).exp().item(), rel=1e-6)
+        assert 0.0 <= r["valid_bleu"] <= 100.0 and r["valid_loss"] > r["valid_nll"] * 0.5
+    best_line = min(eval_lines, key=lambda r: r["valid_loss"])
+    best_model, meta = load_model(run / "best.safetensors")
+    assert meta["step"] == best_line["step"] == summary["best_step"]
+    assert meta["valid_loss"] == pytest.approx(best_line["valid_loss"])
+    # the model has the vocabulary's sizes and shares its embeddings (joint vocabulary)
+    assert best_model.cfg.src_vocab_size == len(src_vocab) and best_model.cfg.share_embeddings
+    assert (run / "train.log").read_text().count("valid_loss") == 3
+
+
+def test_fresh_run_refuses_a_used_run_directory(tmp_path: Path, make_config) -> None:
+    train(make_config("train.max_steps=4"), tmp_path / "run")
+    with pytest.raises(FileExistsError, match="already holds checkpoints"):
+        train(make_config("train.max_steps=4"), tmp_path / "run")
+    # resuming a finished run does nothing more
+    assert train(make_config("train.max_steps=4"), tmp_path / "run", resume=True)["step"] == 4
+
+
+def test_training_reduces_the_loss(tmp_path: Path, make_config, caplog: pytest.LogCaptureFixture) -> None:
+    cfg = make_config("train.max_steps=120", "train.eval_every=60", "train.save_every=60", "train.log_every=10",
+                      "model.dropout=0.0")
+    with caplog.at_level(logging.INFO, logger="transformer"):
+        summary = train(cfg, tmp_path / "run")
+    losses = [r["loss"] for r in read_metrics(tmp_path / "run") if "loss" in r]
+    assert losses[-1] < losses[0] - 0.5, losses
+    valid = [r["valid_loss"] for r in read_metrics(tmp_path / "run") if "valid_loss" in r]
+    assert len(valid) == 2 and valid[1] < valid[0]
+    logging.getLogger(__name__).info("tiny model throughput: %.0f target tokens/s", summary["tokens_per_s"])
+
+
+def test_update_best_and_early_stopping_bookkeeping() -> None:
+    by_loss, by_bleu = TrainConfig(best_metric="loss"), TrainConfig(best_metric="bleu")
+    p = Progress(step=1)
+    assert update_best(p, {"valid_loss": 2.0, "valid_bleu": 1.0}, by_loss)
+    p.step = 2
+    assert not update_best(p, {"valid_loss": 2.5, "valid_bleu": 9.0}, by_loss) and p.bad_evals == 1
+    p.step = 3
+    assert update_best(p, {"valid_loss": 1.5, "valid_bleu": 0.0}, by_loss)
+    assert (p.best_score, p.best_step, p.bad_evals) == (1.5, 3, 0)
+    q = Progress(step=1)
+    assert update_best(q, {"valid_loss": 2.0, "valid_bleu": 1.0}, by_bleu)
+    assert not update_best(q, {"valid_loss": 1.0, "valid_bleu": 1.0}, by_bleu)  # equal is not better
+    assert q.bad_evals == 1
+
+
+def test_early_stopping(tmp_path: Path, make_config) -> None:
+    cfg = make_config("train.max_steps=40", "train.patience=1", "train.eval_every=2", "train.save_every=100",
+                      "train.lr_scale=20.0", "model.dropout=0.0")
+    summary = train(cfg, tmp_path / "run")
+    evals = [r["valid_loss"] for r in read_metrics(tmp_path / "run") if "valid_loss" in r]
+    # it stops at the first validation that is not better than the best one before it
+    first_worse = next((i for i in range(1, len(evals)) if evals[i] >= min(evals[:i])), None)
+    if first_worse is None:
+        assert summary["step"] == 40 and not summary["stopped_early"]
+    else:
+        assert summary["stopped_early"] and len(evals) == first_worse + 1
+        assert summary["step"] == 2 * len(evals)
+        assert [s for s, _ in list_checkpoints(tmp_path / "run")] == [summary["step"]]  # saved on stopping
+
+
+def test_untied_separate_vocabularies_bf16_and_accumulation(tmp_path: Path, make_config) -> None:
+    # a smoke test of the other code paths, checked by the numbers they must produce
+    summary = train(make_config("train.max_steps=3", "train.bf16=true", "train.accumulate=2",
+                                "model.tie_output=false", "train.loss_chunk_size=7", "train.clip_norm=0.1"),
+                    tmp_path / "run")
+    assert summary["step"] == 3
+    model, meta = load_model(tmp_path / "run")
+    assert meta["step"] == 3 and not model.cfg.tie_output
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert json.loads(json.dumps(summary)) == summary
