@@ -1,0 +1,269 @@
+"""Greedy and beam search against a stub model with a hand-written probability table (the fairseq /
+OpenNMT pattern): the expected outputs and scores are computed by hand, or by exhaustive enumeration.
+
+The stub keeps its prefix in a real ``DecoderState`` (token ids stored in ``self_k``), so that beam
+search's ``state.select`` reorders it exactly as it reorders a model's key/value cache.
+
+Shapes: B batch, S source length, R rows (B * beams), V vocabulary, C capacity.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import Tensor
+
+from transformer.cache import DecoderState
+from transformer.decoding import beam_search, greedy_search, length_penalty
+
+PAD, BOS, EOS = 0, 1, 2
+A, B, C, D = 3, 4, 5, 6
+VOCAB = 7
+
+Table = Callable[[int, tuple[int, ...]], dict[int, float]]  # (first source token, prefix) -> {token: p}
+
+
+class StubModel:
+    """Implements the decoding protocol; P(next | source, prefix) comes from ``table``.
+
+    Tokens missing from the table's answer get probability 0 (logit -inf).
+    """
+
+    def __init__(self, table: Table) -> None:
+        self.cfg = SimpleNamespace(pad_id=PAD, bos_id=BOS, eos_id=EOS)
+        self.table = table
+        self.calls = 0
+
+    def source_mask(self, src: Tensor) -> Tensor:
+        return (src != PAD)[:, None, None, :]  # (B, 1, 1, S)
+
+    def encode(self, src: Tensor) -> Tensor:
+        return src.float()[:, :, None]  # (B, S, 1): the stub's "memory" is the source itself
+
+    def start_state(self, memory: Tensor, src_mask: Tensor, capacity: int = 64) -> DecoderState:
+        b, s, _ = memory.shape
+        history = torch.zeros(1, b, 1, max(capacity, 1), 1)  # (L=1, B, H=1, C, Dh=1): tokens so far
+        return DecoderState(
+            self_k=history,
+            self_v=history.clone(),
+            cross_k=memory.reshape(1, b, 1, s, 1),
+            cross_v=memory.reshape(1, b, 1, s, 1).clone(),
+            src_mask=src_mask,
+            step=0,
+        )
+
+    def decode_step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+        self.calls += 1
+        state = state.ensure_capacity(state.step + 1)
+        state.self_k[0, :, 0, state.step, 0] = tokens.float()
+        logits = torch.full((tokens.size(0), VOCAB), -math.inf)
+        for row in range(tokens.size(0)):
+            first_source_token = int(state.cross_k[0, row, 0, 0, 0])
+            prefix = tuple(int(t) for t in state.self_k[0, row, 0, 1 : state.step + 1, 0])  # without BOS
+            for token, p in self.table(first_source_token, prefix).items():
+                if p > 0:
+                    logits[row, token] = math.log(p)
+        return logits, state.advance()
+
+
+def table_from(rows: dict[tuple[int, ...], dict[int, float]], default: dict[int, float]) -> Table:
+    return lambda _src, prefix: rows.get(prefix, default)
+
+
+def logp(*probs: float) -> float:
+    return sum(math.log(p) for p in probs)
+
+
+def lp(length: int, alpha: float) -> float:
+    return ((5 + length) / 6) ** alpha
+
+
+SRC = torch.tensor([[A, B, C]])
+
+# Greedy takes A (0.6) and then must end with P(EOS | A) = 0.4: 0.24 in all. Beam 2 also keeps B (0.4),
+# whose P(EOS | B) = 0.9 gives 0.36, the better translation.
+GARDEN_PATH = table_from(
+    {(): {A: 0.6, B: 0.4}, (A,): {EOS: 0.4, C: 0.3, D: 0.3}, (B,): {EOS: 0.9, C: 0.05, D: 0.05}},
+    default={EOS: 1.0},
+)
+
+
+def test_length_penalty_arithmetic() -> None:
+    assert length_penalty(1, 0.6) == 1.0
+    assert length_penalty(10, 0.6) == pytest.approx((15 / 6) ** 0.6)
+    assert length_penalty(7, 0.0) == 1.0
+    assert length_penalty(4, 1.0) == pytest.approx(1.5)
+
+
+def test_greedy_follows_the_most_probable_token() -> None:
+    gen = greedy_search(StubModel(GARDEN_PATH), SRC)
+    assert gen.tokens.tolist() == [[[A]]]
+    assert gen.lengths.tolist() == [[1]]
+    assert gen.scores[0, 0].item() == pytest.approx(logp(0.6, 0.4), rel=1e-6)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.6])
+def test_beam_two_finds_a_better_translation_than_greedy(alpha: float) -> None:
+    gen = beam_search(StubModel(GARDEN_PATH), SRC, beam_size=2, n_best=2, length_penalty=alpha)
+    assert gen.tokens.tolist() == [[[B], [A]]]
+    assert gen.lengths.tolist() == [[1, 1]]
+    expected = [logp(0.4, 0.9) / lp(2, alpha), logp(0.6, 0.4) / lp(2, alpha)]  # |Y| = 2 counts the EOS
+    assert gen.scores[0].tolist() == pytest.approx(expected, rel=1e-6)
+
+
+def test_length_penalty_can_prefer_the_longer_hypothesis() -> None:
+    """[EOS] has P 0.55 and |Y| = 1; [A, A, EOS] has P 0.45 and |Y| = 3: alpha decides."""
+    table = table_from({(): {EOS: 0.55, A: 0.45}, (A,): {A: 1.0}, (A, A): {EOS: 1.0}}, default={EOS: 1.0})
+    short, long = (logp(0.55), 1), (logp(0.45), 3)
+    for alpha, winner in ((0.0, []), (2.0, [A, A])):
+        gen = beam_search(StubModel(table), SRC, beam_size=2, n_best=2, length_penalty=alpha)
+        scores = sorted([short[0] / lp(short[1], alpha), long[0] / lp(long[1], alpha)], reverse=True)
+        assert gen.tokens[0, 0, : len(winner)].tolist() == winner and int(gen.lengths[0, 0]) == len(winner)
+        assert gen.scores[0].tolist() == pytest.approx(scores, rel=1e-6)
+
+
+def every_hypothesis(table: Table, max_len: int, tokens: tuple[int, ...]) -> list[tuple[tuple[int, ...], float, int]]:
+    """All outputs (without EOS), their log P and |Y| (EOS counted; a cut output counts its tokens)."""
+    done = []
+    live = [((), 0.0)]
+    for step in range(max_len):
+        grown = []
+        for prefix, score in live:
+            probs = table(A, prefix)
+            for token in tokens:
+                if probs.get(token, 0.0) == 0.0:
+                    continue
+                s = score + math.log(probs[token])
+                if token == EOS:
+                    done.append((prefix, s, step + 1))
+                elif step + 1 == max_len:
+                    done.append((prefix + (token,), s, max_len))
+                else:
+                    grown.append((prefix + (token,), s))
+        live = grown
+    return done
+
+
+def prefix_dependent_table(_src: int, prefix: tuple[int, ...]) -> dict[int, float]:
+    """A distribution over {EOS, A, B} that depends on the whole prefix, all probabilities distinct."""
+    h = sum((i + 2) * t for i, t in enumerate(prefix)) + 3 * len(prefix)
+    raw = {EOS: 1.0 + (h * 7) % 5, A: 1.5 + (h * 3) % 4, B: 0.7 + (h * 5) % 6}
+    total = sum(raw.values())
+    return {t: w / total for t, w in raw.items()}
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.6, 1.5])
+def test_wide_beam_is_exhaustive_and_n_best_is_sorted(alpha: float) -> None:
+    """With room for every hypothesis, beam search must return all 15, ranked by log P / lp exactly."""
+    max_len = 3  # outputs: [], 2 of 1 token, 4 of 2 tokens, 8 of 3 tokens (cut by max_len) = 15
+    brute = every_hypothesis(prefix_dependent_table, max_len, (EOS, A, B))
+    assert len(brute) == 15
+    ranked = sorted(((s / lp(n, alpha), list(y)) for y, s, n in brute), reverse=True)
+    gen = beam_search(StubModel(prefix_dependent_table), SRC, beam_size=15, n_best=15, max_len=max_len,
+                      length_penalty=alpha)
+    got = [gen.tokens[0, i, : int(gen.lengths[0, i])].tolist() for i in range(15)]
+    assert got == [y for _, y in ranked]
+    assert gen.scores[0].tolist() == pytest.approx([s for s, _ in ranked], rel=1e-5)
+
+
+def test_n_best_is_the_top_of_the_beam() -> None:
+    gen4 = beam_search(StubModel(prefix_dependent_table), SRC, beam_size=4, n_best=4, max_len=5)
+    gen2 = beam_search(StubModel(prefix_dependent_table), SRC, beam_size=4, n_best=2, max_len=5)
+    assert gen2.tokens.shape[:2] == (1, 2)
+    assert torch.equal(gen2.scores, gen4.scores[:, :2])
+    assert torch.equal(gen2.tokens, gen4.tokens[:, :2, : gen2.tokens.size(2)])
+    assert bool((gen4.scores[0, :-1] >= gen4.scores[0, 1:]).all())
+
+
+# EOS is the most likely first token; then A, then B; after [A, B] EOS again.
+EAGER_EOS = table_from(
+    {(): {EOS: 0.7, A: 0.2, B: 0.1}, (A,): {EOS: 0.6, B: 0.4}, (A, B): {EOS: 0.9, C: 0.1}},
+    default={EOS: 0.5, C: 0.5},
+)
+
+
+def test_min_len_forbids_eos_before_it() -> None:
+    plain = greedy_search(StubModel(EAGER_EOS), SRC)
+    assert plain.tokens.size(2) == 0 and plain.lengths.tolist() == [[0]]  # EOS at once: an empty output
+    gen = greedy_search(StubModel(EAGER_EOS), SRC, min_len=2)
+    assert gen.tokens.tolist() == [[[A, B]]]
+    # Scores are of the model's own probabilities: the forbidden EOS mass is not renormalised away.
+    assert gen.scores[0, 0].item() == pytest.approx(logp(0.2, 0.4, 0.9), rel=1e-6)
+    beam = beam_search(StubModel(EAGER_EOS), SRC, beam_size=2, min_len=2, length_penalty=0.0)
+    assert beam.tokens[0, 0].tolist() == [A, B]
+    assert beam.scores[0, 0].item() == pytest.approx(logp(0.2, 0.4, 0.9), rel=1e-6)
+
+
+NEVER_ENDS = table_from({}, default={A: 0.5, B: 0.3, C: 0.2})
+
+
+def test_max_len_cuts_the_output() -> None:
+    gen = greedy_search(StubModel(NEVER_ENDS), SRC, max_len=4)
+    assert gen.tokens.tolist() == [[[A, A, A, A]]]
+    beam = beam_search(StubModel(NEVER_ENDS), SRC, beam_size=3, n_best=3, max_len=4, length_penalty=0.6)
+    assert beam.tokens[0, 0].tolist() == [A, A, A, A]
+    assert beam.lengths.tolist() == [[4, 4, 4]]
+    assert beam.scores[0, 0].item() == pytest.approx(logp(0.5, 0.5, 0.5, 0.5) / lp(4, 0.6), rel=1e-6)
+    assert beam.tokens[0, 1].tolist() in ([A, A, A, B], [A, A, B, A], [A, B, A, A], [B, A, A, A])
+
+
+def test_default_max_len_is_source_length_plus_50() -> None:
+    src = torch.tensor([[A, B, C, PAD, PAD], [A, B, C, D, A]])  # 3 and 5 real tokens
+    model = StubModel(NEVER_ENDS)
+    gen = greedy_search(model, src)
+    assert gen.lengths.tolist() == [[53], [55]]
+    assert model.calls == 55  # no step past the longest limit
+    beam = beam_search(StubModel(NEVER_ENDS), src, beam_size=2)
+    assert beam.lengths.tolist() == [[53], [55]]
+    assert beam.tokens.shape == (2, 1, 55)
+
+
+def source_dependent_table(first: int, prefix: tuple[int, ...]) -> dict[int, float]:
+    """Different sentences want different outputs: the first source token shifts the distribution."""
+    base = prefix_dependent_table(first, prefix + (first,))
+    return base if len(prefix) < 4 else {EOS: 0.6, A: 0.4}
+
+
+def test_batched_beam_equals_one_sentence_at_a_time() -> None:
+    src = torch.tensor([[A, B, PAD, PAD], [B, C, D, A], [C, PAD, PAD, PAD]])
+    batched = beam_search(StubModel(source_dependent_table), src, beam_size=3, n_best=3, length_penalty=0.6)
+    for i in range(3):
+        alone = beam_search(StubModel(source_dependent_table), src[i : i + 1], beam_size=3, n_best=3,
+                            length_penalty=0.6)
+        width = alone.tokens.size(2)
+        assert torch.equal(batched.tokens[i, :, :width], alone.tokens[0])
+        assert bool((batched.tokens[i, :, width:] == PAD).all())
+        torch.testing.assert_close(batched.scores[i], alone.scores[0], atol=0, rtol=0)
+
+
+def test_beam_one_equals_greedy_on_the_stub() -> None:
+    for table in (GARDEN_PATH, EAGER_EOS, prefix_dependent_table):
+        greedy = greedy_search(StubModel(table), SRC, max_len=6)
+        beam = beam_search(StubModel(table), SRC, beam_size=1, max_len=6, length_penalty=0.0)
+        assert torch.equal(beam.tokens, greedy.tokens)
+        torch.testing.assert_close(beam.scores, greedy.scores)
+
+
+@pytest.mark.parametrize(("beam_size", "n_best"), [(0, 1), (2, 3), (2, 0)])
+def test_invalid_beam_arguments(beam_size: int, n_best: int) -> None:
+    with pytest.raises(ValueError, match="beam_size" if beam_size < 1 else "n_best"):
+        beam_search(StubModel(GARDEN_PATH), SRC, beam_size=beam_size, n_best=n_best)
+
+
+def test_special_tokens_are_never_generated() -> None:
+    """PAD and BOS are the most probable tokens, but banned: greedy takes A (0.2) over EOS (0.1) each step.
+
+    Beam (alpha 0) ranks [] = [EOS] (0.1) over [A] = [A, EOS] (0.2 * 0.1); neither contains PAD or BOS.
+    """
+    table = table_from({}, default={PAD: 0.4, BOS: 0.3, A: 0.2, EOS: 0.1})
+    greedy = greedy_search(StubModel(table), SRC, max_len=3)
+    assert greedy.tokens.tolist() == [[[A, A, A]]]
+    assert greedy.scores[0, 0].item() == pytest.approx(logp(0.2, 0.2, 0.2), rel=1e-6)
+    beam = beam_search(StubModel(table), SRC, beam_size=2, n_best=2, max_len=3, length_penalty=0.0)
+    assert beam.lengths.tolist() == [[0, 1]]
+    assert beam.tokens[0, 1, :1].tolist() == [A]
+    assert beam.scores[0].tolist() == pytest.approx([logp(0.1), logp(0.2, 0.1)], rel=1e-6)

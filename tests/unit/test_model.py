@@ -1,0 +1,211 @@
+"""The Transformer's public functions: documented shapes and dtypes, weight sharing, parameter count,
+attention maps, and bad input.
+
+Shapes: B batch, S source length, T target length, D d_model, V target vocabulary, N n-best, L output length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from transformer import Generation, Transformer, TransformerConfig
+
+PAD, BOS, EOS = 0, 1, 2
+
+
+def unique_parameter_count(model: torch.nn.Module) -> int:
+    """Parameters counted once even when shared (model.parameters() already deduplicates; check by id)."""
+    seen: dict[int, int] = {}
+    for _, p in model.named_parameters(remove_duplicate=False):
+        seen[id(p)] = p.numel()
+    return sum(seen.values())
+
+
+def test_base_parameter_count_matches_the_formula_and_the_paper() -> None:
+    v, d, f, n = 37000, 512, 2048, 6
+    cfg = TransformerConfig.preset(
+        "base", src_vocab_size=v, tgt_vocab_size=v, share_embeddings=True, tie_output=True
+    )
+    with torch.device("meta"):  # shapes only: no memory, no initialisation cost
+        model = Transformer(cfg)
+    attention = 4 * d * d + 4 * d  # W_Q, W_K, W_V, W_O and their biases
+    ffn = 2 * d * f + f + d  # W_1, b_1, W_2, b_2
+    norm = 2 * d  # gain and bias
+    encoder_layer = attention + ffn + 2 * norm
+    decoder_layer = 2 * attention + ffn + 3 * norm
+    expected = v * d + n * encoder_layer + n * decoder_layer  # one embedding table, shared three ways
+    assert unique_parameter_count(model) == expected == 63_082_496
+    assert sum(p.numel() for p in model.parameters()) == expected
+    # The paper (Table 3) says 65M for base. Its count is rounded, and it does not state its exact
+    # vocabulary size (37000 "about" BPE tokens) or which biases it has, so we ask for 5% only.
+    assert abs(expected - 65e6) / 65e6 < 0.05
+
+
+def test_untied_model_counts_each_table() -> None:
+    cfg = TransformerConfig(src_vocab_size=11, tgt_vocab_size=13, d_model=8, n_heads=2, d_ff=16,
+                            n_encoder_layers=1, n_decoder_layers=1, tie_output=False, norm_first=True)
+    model = Transformer(cfg)
+    d, f = 8, 16
+    attention, ffn, norm = 4 * d * d + 4 * d, 2 * d * f + f + d, 2 * d
+    expected = 11 * d + 13 * d + 13 * d + (attention + ffn + 2 * norm) + (2 * attention + ffn + 3 * norm) + 2 * norm
+    assert unique_parameter_count(model) == expected  # the last 2 * norm: pre-norm's two final LayerNorms
+
+
+def test_weight_sharing_and_tying_are_the_same_tensor() -> None:
+    cfg = TransformerConfig(src_vocab_size=13, tgt_vocab_size=13, d_model=8, n_heads=2, d_ff=16,
+                            n_encoder_layers=1, n_decoder_layers=1, share_embeddings=True, tie_output=True)
+    model = Transformer(cfg)
+    assert model.src_embed.weight is model.tgt_embed.weight is model.output_weight
+    untied = Transformer(TransformerConfig(**{**cfg.to_dict(), "share_embeddings": False, "tie_output": False}))
+    assert untied.src_embed.weight is not untied.tgt_embed.weight
+    assert untied.output_weight is not untied.tgt_embed.weight
+
+
+def test_shapes_and_dtypes_of_the_public_functions(
+    tiny_model: Transformer, make_tokens: Callable[..., torch.Tensor]
+) -> None:
+    src = make_tokens([5, 3, 4], 13)  # (3, 5) with padding
+    tgt_in = make_tokens([4, 6, 2], 13, start_with_bos=True)  # (3, 6)
+    d, v = tiny_model.cfg.d_model, tiny_model.cfg.tgt_vocab_size
+    with torch.no_grad():
+        memory = tiny_model.encode(src)
+        src_mask = tiny_model.source_mask(src)
+        hidden = tiny_model.decode(tgt_in, memory, src_mask)
+        logits = tiny_model.project(hidden)
+        forward = tiny_model(src, tgt_in)
+    assert memory.shape == (3, 5, d) and memory.dtype == torch.float32
+    assert src_mask.shape == (3, 1, 1, 5) and src_mask.dtype == torch.bool
+    assert hidden.shape == (3, 6, d) and hidden.dtype == torch.float32
+    assert logits.shape == (3, 6, v) and forward.shape == (3, 6, v)
+    torch.testing.assert_close(forward, logits, atol=0, rtol=0)
+
+
+def test_project_is_the_tied_embedding_transposed(tiny_model: Transformer) -> None:
+    hidden = torch.randn(2, 3, tiny_model.cfg.d_model)
+    torch.testing.assert_close(tiny_model.project(hidden), hidden @ tiny_model.tgt_embed.weight.t())
+
+
+def test_forward_with_attention_equals_forward_and_maps_are_well_formed(
+    tiny_model: Transformer, make_tokens: Callable[..., torch.Tensor]
+) -> None:
+    src = make_tokens([6, 4], 13)
+    tgt_in = make_tokens([5, 3], 13, start_with_bos=True)
+    with torch.no_grad():
+        logits, maps = tiny_model.forward_with_attention(src, tgt_in)
+        expected = tiny_model(src, tgt_in)
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
+    n, h = 2, tiny_model.cfg.n_heads
+    assert len(maps.encoder) == len(maps.decoder_self) == len(maps.cross) == n
+    for enc, dec, cross in zip(maps.encoder, maps.decoder_self, maps.cross):
+        assert enc.shape == (2, h, 6, 6) and dec.shape == (2, h, 5, 5) and cross.shape == (2, h, 5, 6)
+        for w in (enc, dec, cross):
+            torch.testing.assert_close(w.sum(-1), torch.ones(w.shape[:-1]), atol=1e-5, rtol=0)
+        src_pad = (src == PAD)[:, None, None, :]  # (B, 1, 1, S)
+        assert bool((enc.masked_select(src_pad) == 0).all()) and bool((cross.masked_select(src_pad) == 0).all())
+        assert bool((dec.triu(diagonal=1) == 0).all())  # causal
+        tgt_pad = (tgt_in == PAD)[:, None, None, :]
+        assert bool((dec.masked_select(tgt_pad) == 0).all())
+
+
+def test_generate_returns_int64_without_bos_or_eos_padded_with_pad(
+    tiny_model: Transformer, make_tokens: Callable[..., torch.Tensor]
+) -> None:
+    src = make_tokens([5, 2, 7], 13)
+    for beam in (1, 3):
+        out = tiny_model.generate(src, beam_size=beam, max_len=6)
+        assert out.dtype == torch.int64
+        assert out.dim() == 2 and out.size(0) == 3 and 1 <= out.size(1) <= 6
+        assert not bool((out == BOS).any()) and not bool((out == EOS).any())
+        is_pad = (out == PAD).long()
+        assert bool((is_pad.cummax(dim=1).values == is_pad).all()), "pad only at the end of a row"
+
+
+def test_generate_n_best_returns_generation_with_consistent_shapes(
+    tiny_model: Transformer, make_tokens: Callable[..., torch.Tensor]
+) -> None:
+    src = make_tokens([4, 6], 13)
+    gen = tiny_model.generate(src, beam_size=4, n_best=3, max_len=5, return_scores=True)
+    assert isinstance(gen, Generation)
+    assert gen.tokens.dtype == torch.int64 and gen.lengths.dtype == torch.int64
+    assert gen.tokens.dim() == 3 and gen.tokens.shape[:2] == (2, 3) and gen.tokens.size(2) <= 5
+    assert gen.scores.shape == (2, 3) and gen.lengths.shape == (2, 3)
+    assert torch.equal(gen.lengths, (gen.tokens != PAD).sum(-1))
+    assert bool((gen.scores[:, :-1] >= gen.scores[:, 1:]).all()), "best first"
+    assert bool(gen.scores.isfinite().all()) and bool((gen.scores <= 0).all())
+    best = tiny_model.generate(src, beam_size=4, max_len=5)
+    assert torch.equal(best, gen.tokens[:, 0, : best.size(1)])
+
+
+def test_greedy_generation_scores_are_the_sum_of_log_probs(tiny_model: Transformer) -> None:
+    """Score the greedy output again by teacher forcing: the same sum of log-probabilities."""
+    src = torch.tensor([[3, 4, 5, 6, 7]])
+    gen = tiny_model.generate(src, beam_size=1, max_len=4, return_scores=True)
+    out = gen.tokens[0, 0, : int(gen.lengths[0, 0])]
+    ended = int(gen.lengths[0, 0]) < 4
+    target = torch.cat([out, torch.tensor([EOS])]) if ended else out
+    tgt_in = torch.cat([torch.tensor([BOS]), target[:-1]])[None]
+    with torch.no_grad():
+        logp = torch.log_softmax(tiny_model(src, tgt_in), dim=-1)[0]
+    expected = logp.gather(1, target[:, None]).sum().item()
+    assert gen.scores[0, 0].item() == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (torch.tensor([3, 4, 5]), "src"),  # 1-D
+        (torch.ones(1, 2, 3, dtype=torch.long), "src"),  # 3-D
+        (torch.tensor([[3.0, 4.0]]), "src"),  # float
+        (torch.tensor([[True, False]]), "src"),  # bool
+    ],
+)
+def test_bad_source_raises_value_error_naming_it(tiny_model: Transformer, bad: torch.Tensor, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        tiny_model.encode(bad)
+    with pytest.raises(ValueError, match=message):
+        tiny_model(bad, torch.tensor([[BOS, 3]]))
+    with pytest.raises(ValueError, match=message):
+        tiny_model.generate(bad, beam_size=2, max_len=3)
+
+
+def test_bad_target_raises_value_error_naming_it(tiny_model: Transformer) -> None:
+    src = torch.tensor([[3, 4]])
+    with pytest.raises(ValueError, match="tgt_in"):
+        tiny_model(src, torch.tensor([BOS, 3]))
+    with pytest.raises(ValueError, match="tgt_in"):
+        tiny_model(src, torch.tensor([[1.0, 3.0]]))
+
+
+def test_bad_decoding_arguments_raise(tiny_model: Transformer) -> None:
+    src = torch.tensor([[3, 4]])
+    with pytest.raises(ValueError, match="n_best"):
+        tiny_model.generate(src, beam_size=2, n_best=3)
+    with pytest.raises(ValueError, match="max_len"):
+        tiny_model.generate(src, beam_size=2, max_len=0)
+
+
+def test_dropout_is_active_in_training_and_off_in_eval(make_tokens: Callable[..., torch.Tensor]) -> None:
+    cfg = TransformerConfig(src_vocab_size=13, tgt_vocab_size=13, d_model=16, n_heads=2, d_ff=32,
+                            n_encoder_layers=1, n_decoder_layers=1, dropout=0.3)
+    model = Transformer(cfg)
+    src, tgt_in = make_tokens([4], 13), make_tokens([3], 13, start_with_bos=True)
+    model.train()
+    assert not torch.allclose(model(src, tgt_in), model(src, tgt_in))
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(src, tgt_in), model(src, tgt_in), atol=0, rtol=0)
+
+
+def test_learned_positions_and_pre_norm_build_and_run(make_tokens: Callable[..., torch.Tensor]) -> None:
+    cfg = TransformerConfig(src_vocab_size=13, tgt_vocab_size=13, d_model=16, n_heads=2, d_ff=32,
+                            n_encoder_layers=1, n_decoder_layers=1, positional="learned", norm_first=True,
+                            max_positions=8, dropout=0.0)
+    model = Transformer(cfg).eval()
+    assert model.encoder.final_norm is not None and model.decoder.final_norm is not None
+    src, tgt_in = make_tokens([5], 13), make_tokens([4], 13, start_with_bos=True)
+    assert model(src, tgt_in).shape == (1, 4, 13)
+    with pytest.raises(ValueError, match="max_positions"):
+        model.encode(make_tokens([9], 13))
