@@ -267,3 +267,28 @@ def test_special_tokens_are_never_generated() -> None:
     assert beam.lengths.tolist() == [[0, 1]]
     assert beam.tokens[0, 1, :1].tolist() == [A]
     assert beam.scores[0].tolist() == pytest.approx([logp(0.1), logp(0.2, 0.1)], rel=1e-6)
+
+
+# A confident model whose unlikely EOS lands among the first K candidates at every step: a search that
+# stops once it holds K finished hypotheses returns one of those instead of the best path (found on
+# the demo model, where beam 4 scored 80% exact match and greedy 97%).
+CONFIDENT = table_from(
+    {
+        (): {A: 0.97, EOS: 0.01, C: 0.01, D: 0.01},
+        (A,): {B: 0.97, EOS: 0.01, C: 0.01, D: 0.01},
+        (A, B): {C: 0.97, EOS: 0.01, A: 0.01, D: 0.01},
+        (A, B, C): {D: 0.97, EOS: 0.01, A: 0.01, B: 0.01},
+        (A, B, C, D): {EOS: 1.0},
+    },
+    default={EOS: 1.0},
+)
+
+
+@pytest.mark.parametrize("beam_size", [2, 4])
+@pytest.mark.parametrize("alpha", [0.0, 0.6])
+def test_unlikely_early_eos_does_not_end_the_search(beam_size: int, alpha: float) -> None:
+    gen = beam_search(StubModel(CONFIDENT), SRC, beam_size=beam_size, length_penalty=alpha)
+    assert gen.tokens.tolist() == [[[A, B, C, D]]]
+    assert gen.scores[0, 0].item() == pytest.approx(logp(0.97, 0.97, 0.97, 0.97, 1.0) / lp(5, alpha), rel=1e-5)
+    greedy = greedy_search(StubModel(CONFIDENT), SRC)
+    assert torch.equal(greedy.tokens, gen.tokens)

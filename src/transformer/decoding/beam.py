@@ -2,8 +2,10 @@
 
 Each step extends the K live hypotheses of every sentence, takes the 2K best candidates, moves those
 that end (EOS, or the length limit) among the first K into the sentence's finished set, scored
-log P / lp, and keeps the K best that go on. A sentence is done once it has K finished hypotheses;
-beam size 1 is then exactly greedy decoding.
+log P / lp, and keeps the K best that go on. A sentence is done when its best candidate ends (with
+at least n_best finished), so beam size 1 is exactly greedy decoding, or when no live hypothesis can
+beat its K-th finished one. (Stopping at K finished, as fairseq does, lets confident models fill the
+finished set with unlikely early EOS hypotheses before the best one ends.)
 
 Shapes: B batch, K beam size, V vocabulary, L most output tokens, R = B * K rows of the cache.
 """
@@ -36,6 +38,21 @@ def _merge_finished(
     seqs = torch.cat([fin_seqs, cand_seqs], dim=1)  # (B, 3K, L)
     best, idx = scores.topk(keep, dim=1)  # (B, K)
     return best, seqs.gather(1, idx[:, :, None].expand(-1, -1, seqs.size(2)))
+
+
+def _sentence_done(
+    best_ended: Tensor, fin_scores: Tensor, best_live: Tensor, limits: Tensor, n_best: int, alpha: float
+) -> Tensor:
+    """Which sentences can stop: their best candidate just ended (OpenNMT's rule: beam 1 is then
+    greedy) with n_best finished, or no live hypothesis can beat the K-th finished one any more.
+
+    A live hypothesis with log P = s can at best end at the length limit with s unchanged, so it
+    scores at most s / lp(limit) (s <= 0, lp grows with length). Shapes: (B,), (B, K), (B,), (B,) -> (B,).
+    """
+    n_finished = (fin_scores > -torch.inf).sum(dim=1)  # (B,)
+    bound = best_live / ((5.0 + limits.to(best_live.dtype)) / 6.0) ** alpha  # (B,)
+    no_better = (n_finished == fin_scores.size(1)) & (fin_scores[:, -1] >= bound)
+    return (best_ended & (n_finished >= n_best)) | no_better
 
 
 @torch.inference_mode()
@@ -74,6 +91,7 @@ def beam_search(
     tokens = torch.full((b * k,), cfg.bos_id, dtype=torch.long, device=dev)
     sentence_rows = torch.arange(b, device=dev)[:, None] * k  # (B, 1)
     first_k = torch.arange(2 * k, device=dev)[None] < k  # (1, 2K)
+    done = torch.zeros(b, dtype=torch.bool, device=dev)
 
     for t in range(steps):
         logits, state = model.decode_step(tokens, state)
@@ -86,7 +104,6 @@ def beam_search(
         cand_seqs[:, :, t] = cand_tok
 
         ends = (cand_tok == cfg.eos_id) | (t + 1 >= limits)  # (B, 2K)
-        done = fin_scores[:, -1] > -torch.inf  # (B,): K finished already
         newly = ends & first_k & (top_scores > -torch.inf) & ~done[:, None]
         lp = gnmt_length_penalty(t + 1, length_penalty)  # |Y| counts the EOS (or last) token
         cand_norm = torch.where(newly, top_scores / lp, -torch.inf)
@@ -96,7 +113,8 @@ def beam_search(
         scores, pick = go_on.topk(k, dim=1)  # (B, K): the K best that did not end
         seqs = cand_seqs.gather(1, pick[:, :, None].expand(-1, -1, steps))
         tokens = cand_tok.gather(1, pick).view(-1)
-        if bool((fin_scores[:, -1] > -torch.inf).all()) or t + 1 == steps:
+        done |= _sentence_done(ends[:, 0], fin_scores, scores[:, 0], limits[:, 0], n_best, length_penalty)
+        if t + 1 == steps or bool(done.all()):
             break
         state = state.select((sentence_rows + origin.gather(1, pick)).view(-1))
 
