@@ -158,6 +158,9 @@ def make_demo_corpus(
     rng = random.Random(seed)
     basic = _basic_numbers(max_number)[:n_train]
     drawn = _sample_numbers(rng, n_train - len(basic) + n_valid + n_test, max_number, set(basic))
+    # The sampler fills the small digit counts first: shuffle, so each digit count is held out in
+    # proportion, rather than nearly all two-digit numbers landing in valid and test.
+    rng.shuffle(drawn)
     held_out, rest = drawn[: n_valid + n_test], drawn[n_valid + n_test :]
     train = basic + rest
     rng.shuffle(train)
