@@ -123,3 +123,22 @@ def test_paper_configs_follow_table_3() -> None:
         assert cfg.train.max_steps == steps and cfg.train.warmup == 4000 and cfg.train.label_smoothing == 0.1
         assert cfg.data.max_tokens * cfg.train.accumulate >= 25_000  # ~25k tokens per step (§5.1)
         assert cfg.model["share_embeddings"] and cfg.model["tie_output"]
+
+
+def test_configs_demo_matches_the_packaged_demo_config() -> None:
+    """configs/demo.toml is the demo's run config for training by hand: it must not drift from the one
+    `transformer demo` ships (src/transformer/resources/demo.toml), whose [demo] section it leaves out."""
+    from importlib import resources
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    repo = Path(__file__).resolve().parents[2]
+    by_hand = tomllib.loads((repo / "configs" / "demo.toml").read_text(encoding="utf-8"))
+    packaged = tomllib.loads(resources.files("transformer.resources").joinpath("demo.toml").read_text("utf-8"))
+    packaged.pop("demo")
+    by_hand["data"].pop("dir")
+    assert by_hand == packaged
+    load_config(repo / "configs" / "demo.toml")  # and it is a valid run config
