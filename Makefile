@@ -13,7 +13,7 @@ install-dev:
 	$(PIP) install -q $(TORCH_PIN) -e ".[dev]"
 
 demo: install
-	transformer demo
+	$(PYTHON) -m transformer demo
 
 test: install-dev
 	$(PYTHON) -m ruff check src tests benchmarks
