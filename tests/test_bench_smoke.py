@@ -1,0 +1,65 @@
+"""Smoke test of benchmarks/bench.py: its machinery at a toy size, one repetition, in this process,
+on one thread (two OpenMP threads on a loaded 2-core machine can be 20x slower at toy sizes).
+
+Checks the JSON report's keys and that every number is positive; it asserts no timing. The peak-memory
+measurement runs in-process here (``measure_peak`` normally starts one fresh subprocess per model).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
+
+
+def _load_bench():
+    spec = importlib.util.spec_from_file_location("bench", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_toy_run_writes_complete_json(tmp_path, monkeypatch):
+    bench = _load_bench()
+
+    def peak_in_process(impl, size, args):
+        return bench.memory_worker(
+            {"impl": impl, "size": size, "train_tokens": args.train_tokens, "train_batches": args.train_batches,
+             "threads": args.threads}
+        )
+
+    monkeypatch.setattr(bench, "measure_peak", peak_in_process)
+    out = tmp_path / "bench.json"
+    bench.main([
+        "--sizes", "toy", "--parts", "train,decode,peak", "--impls", "ours,nn", "--threads", "1",
+        "--reps", "1", "--warmup", "0",
+        "--train-tokens", "400", "--train-batches", "1", "--decode-sentences", "3", "--decode-len", "4",
+        "--beams", "1,2", "--matmul-n", "64", "--json", str(out),
+    ])
+    report = json.loads(out.read_text())
+
+    for key in ("date", "machine", "versions", "settings", "flop_formula", "matmul_peak_gflops", "results", "peak"):
+        assert key in report, key
+    assert report["machine"]["cores"] >= 1 and report["versions"]["torch"]
+    assert report["matmul_peak_gflops"] > 0
+
+    rows = {(r["part"], r["case"], r["impl"]) for r in report["results"]}
+    assert {("decode", "beam 1", "ours"), ("decode", "beam 2", "ours"),
+            ("decode", "beam 1", "nn.Transformer, no cache")} <= rows
+    trained = {impl for part, _, impl in rows if part == "train"}
+    assert {"ours", "nn.Transformer"} <= trained <= {"ours", "ours, chunked loss", "nn.Transformer"}
+    for r in report["results"]:
+        assert r["size"] == "toy"
+        assert len(r["times_s"]) == 1 and r["median_s"] > 0 and r["throughput"] > 0 and math.isfinite(r["throughput"])
+        assert r["ours_over_this"] > 0 and r["ours_over_this_paired"] > 0
+        if r["part"] == "train":
+            assert r["work"] > 0 and r["flops"] > 0 and r["mfu"] > 0
+            # In-process, toy tensors can reuse heap freed by earlier parts, so these may be ~0 here.
+            assert r["peak_step_mb"] >= 0 and r["peak_total_mb"] >= r["peak_step_mb"]
+        else:
+            assert r["out_tokens"] == 4  # the forced output length
+    assert {p["impl"] for p in report["peak"]} == trained
+    assert all(p["params"] > 0 and p["state_expected_mb"] > 0 for p in report["peak"])
