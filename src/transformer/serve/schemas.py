@@ -86,7 +86,7 @@ class HealthResponse(BaseModel):
     largest_batch: int
     rejected: int = Field(description="Requests refused with 503 because the queue was full.")
     timeouts: int = Field(description="Requests answered with 504.")
-    limits: dict[str, float | None] = Field(description="The server's configured limits and defaults.")
+    limits: dict[str, int | float | None] = Field(description="The server's configured limits and defaults.")
 
 
 def request_model(cfg: ServeConfig) -> type[BaseModel]:
