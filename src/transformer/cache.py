@@ -40,6 +40,11 @@ class DecoderState:
             src_mask=self.src_mask.index_select(0, rows),
         )
 
+    def reorder_within_sentences(self, rows: Tensor) -> DecoderState:
+        """Beam search's reorder: ``rows`` (B,) moves rows only among the beams of one sentence, whose
+        cross-attention keys/values and source mask are the same, so only the self-attention cache moves."""
+        return replace(self, self_k=self.self_k.index_select(1, rows), self_v=self.self_v.index_select(1, rows))
+
     def ensure_capacity(self, capacity: int) -> DecoderState:
         """A state whose buffers hold at least ``capacity`` positions (doubling), data kept."""
         if self.self_k.size(3) >= capacity:

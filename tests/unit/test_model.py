@@ -209,3 +209,24 @@ def test_learned_positions_and_pre_norm_build_and_run(make_tokens: Callable[...,
     assert model(src, tgt_in).shape == (1, 4, 13)
     with pytest.raises(ValueError, match="max_positions"):
         model.encode(make_tokens([9], 13))
+
+
+def test_reorder_within_sentences_equals_select_for_beam_moves() -> None:
+    """Beam search moves rows only among one sentence's beams; the cheaper reorder must then equal select."""
+    torch.manual_seed(0)
+    cfg = TransformerConfig(src_vocab_size=13, tgt_vocab_size=13, d_model=16, n_heads=2, d_ff=32,
+                            n_encoder_layers=1, n_decoder_layers=2, dropout=0.0)
+    model = Transformer(cfg).eval()
+    src = torch.tensor([[5, 6, 7, 2], [8, 9, 2, 0]])
+    beams = 3
+    with torch.no_grad():
+        state = model.start_state(model.encode(src), model.source_mask(src), capacity=4)
+        state = state.select(torch.arange(2).repeat_interleave(beams))  # (B * K) rows
+        _, state = model.decode_step(torch.randint(3, 13, (2 * beams,)), state)
+    rows = torch.tensor([2, 2, 0, 4, 3, 3])  # within sentence 0 (rows 0-2) and sentence 1 (rows 3-5)
+    fast, full = state.reorder_within_sentences(rows), state.select(rows)
+    filled = slice(0, state.step)  # positions past the step are unwritten memory (torch.empty)
+    for name in ("self_k", "self_v"):
+        assert torch.equal(getattr(fast, name)[:, :, :, filled], getattr(full, name)[:, :, :, filled]), name
+    for name in ("cross_k", "cross_v", "src_mask"):
+        assert torch.equal(getattr(fast, name), getattr(full, name)), name

@@ -116,7 +116,7 @@ def beam_search(
         done |= _sentence_done(ends[:, 0], fin_scores, scores[:, 0], limits[:, 0], n_best, length_penalty)
         if t + 1 == steps or bool(done.all()):
             break
-        state = state.select((sentence_rows + origin.gather(1, pick)).view(-1))
+        state = state.reorder_within_sentences((sentence_rows + origin.gather(1, pick)).view(-1))
 
     out, lengths = strip_eos(fin_seqs[:, :n_best], cfg.eos_id, cfg.pad_id)
     return Generation(tokens=out, scores=fin_scores[:, :n_best], lengths=lengths)
