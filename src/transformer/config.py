@@ -29,6 +29,7 @@ class TransformerConfig:
     n_decoder_layers: int = 6
     dropout: float = 0.1
     attention_dropout: float = 0.0  # the paper has none; tensor2tensor and nn.Transformer do
+    activation_dropout: float | None = None  # inside the FFN, after the activation; None: same as dropout
     pad_id: int = 0
     bos_id: int = 1
     eos_id: int = 2
@@ -50,8 +51,8 @@ class TransformerConfig:
                 problems.append(f"{name}={getattr(self, name)} must be >= 0")
         if self.n_heads >= 1 and self.d_model % self.n_heads:
             problems.append(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
-        for name in ("dropout", "attention_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
+        for name in ("dropout", "attention_dropout", "activation_dropout"):
+            if getattr(self, name) is not None and not 0.0 <= getattr(self, name) < 1.0:
                 problems.append(f"{name}={getattr(self, name)} must be in [0, 1)")
         if self.activation not in ACTIVATIONS:
             problems.append(f"activation={self.activation!r} must be one of {sorted(ACTIVATIONS)}")

@@ -43,13 +43,15 @@ class EncoderLayer(nn.Module):
         d_ff: int,
         dropout: float = 0.1,
         attention_dropout: float = 0.0,
+        activation_dropout: float | None = None,
         activation: str = "relu",
         norm_first: bool = False,
         eps: float = 1e-5,
     ) -> None:
         super().__init__()
         self.self_attn = MultiHeadAttention(d_model, n_heads, attention_dropout)
-        self.feed_forward = PositionwiseFeedForward(d_model, d_ff, activation, dropout)
+        self.feed_forward = PositionwiseFeedForward(
+            d_model, d_ff, activation, dropout if activation_dropout is None else activation_dropout)
         self.attn_block = Residual(d_model, dropout, norm_first, eps)
         self.ff_block = Residual(d_model, dropout, norm_first, eps)
 
@@ -75,6 +77,7 @@ class DecoderLayer(nn.Module):
         d_ff: int,
         dropout: float = 0.1,
         attention_dropout: float = 0.0,
+        activation_dropout: float | None = None,
         activation: str = "relu",
         norm_first: bool = False,
         eps: float = 1e-5,
@@ -82,7 +85,8 @@ class DecoderLayer(nn.Module):
         super().__init__()
         self.self_attn = MultiHeadAttention(d_model, n_heads, attention_dropout)
         self.cross_attn = MultiHeadAttention(d_model, n_heads, attention_dropout)
-        self.feed_forward = PositionwiseFeedForward(d_model, d_ff, activation, dropout)
+        self.feed_forward = PositionwiseFeedForward(
+            d_model, d_ff, activation, dropout if activation_dropout is None else activation_dropout)
         self.self_block = Residual(d_model, dropout, norm_first, eps)
         self.cross_block = Residual(d_model, dropout, norm_first, eps)
         self.ff_block = Residual(d_model, dropout, norm_first, eps)

@@ -53,6 +53,7 @@ class TrainConfig:
     seed: int = 0
     max_steps: int = 100_000  # optimizer updates (§5.2: 100k for base, 300k for big)
     max_epochs: int | None = None  # also stop after this many passes over the data
+    max_minutes: float | None = None  # also stop after this much wall-clock time (validation included)
     warmup: int = 4000  # warmup_steps of the learning-rate formula (§5.3)
     lr_scale: float = 1.0  # multiplies the formula's learning rate
     betas: tuple[float, float] = (0.9, 0.98)  # Adam, §5.3
@@ -77,7 +78,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check_positive(self, "max_steps", "max_epochs", "warmup", "accumulate", "log_every", "eval_every",
                         "save_every", "keep_last", "patience", "valid_beam_size", "threads")
-        _check_positive(self, "lr_scale", "eps", "clip_norm")
+        _check_positive(self, "lr_scale", "eps", "clip_norm", "max_minutes")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"train.label_smoothing={self.label_smoothing} must be in [0, 1)")
         if not all(0.0 <= b < 1.0 for b in self.betas):
@@ -162,7 +163,7 @@ def save_config(cfg: RunConfig, path: Path) -> None:
     """Write ``cfg`` as TOML (fields that are None left out: they default to None)."""
     import tomli_w
 
-    doc = {"model": dict(cfg.model)}
+    doc = {"model": {k: v for k, v in cfg.model.items() if v is not None}}
     for name in SECTIONS:
         values = dataclasses.asdict(getattr(cfg, name))
         doc[name] = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items() if v is not None}

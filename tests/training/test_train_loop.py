@@ -136,6 +136,23 @@ def test_early_stopping(tmp_path: Path, make_config) -> None:
         assert [s for s, _ in list_checkpoints(tmp_path / "run")] == [summary["step"]]  # saved on stopping
 
 
+def test_time_budget_stops_training_and_carries_over_resumes(tmp_path: Path, make_config) -> None:
+    # a budget of 0.0001 minutes (6 ms) is spent by the first step: the run stops there, validates and saves
+    cfg = make_config("train.max_steps=40", "train.max_minutes=0.0001", "train.eval_every=100",
+                      "train.save_every=100")
+    summary = train(cfg, tmp_path / "run")
+    assert summary["out_of_time"] and summary["step"] == 1 and summary["elapsed_s"] >= 0.006
+    assert [s for s, _ in list_checkpoints(tmp_path / "run")] == [1]
+    assert [r["step"] for r in read_metrics(tmp_path / "run") if "valid_loss" in r] == [1]
+    # resuming counts the time already spent: with the same budget nothing more is trained ...
+    again = train(cfg, tmp_path / "run", resume=True)
+    assert again["out_of_time"] and again["step"] == 1
+    # ... and a larger budget continues the run
+    more = make_config("train.max_steps=3", "train.max_minutes=10", "train.eval_every=100", "train.save_every=100")
+    longer = train(more, tmp_path / "run", resume=True)
+    assert not longer["out_of_time"] and longer["step"] == 3 and longer["elapsed_s"] > summary["elapsed_s"]
+
+
 def test_untied_separate_vocabularies_bf16_and_accumulation(tmp_path: Path, make_config) -> None:
     # a smoke test of the other code paths, checked by the numbers they must produce
     summary = train(make_config("train.max_steps=3", "train.bf16=true", "train.accumulate=2",

@@ -59,6 +59,7 @@ def test_unknown_preset_is_named() -> None:
         (dict(dropout=1.0), "dropout"),
         (dict(dropout=-0.1), "dropout"),
         (dict(attention_dropout=1.5), "attention_dropout"),
+        (dict(activation_dropout=-0.5), "activation_dropout"),
         (dict(activation="tanh"), "activation"),
         (dict(positional="rotary"), "positional"),
         (dict(share_embeddings=True, tgt_vocab_size=50), "share_embeddings"),
@@ -109,3 +110,14 @@ def test_from_dict_validates_values() -> None:
     values = {**TransformerConfig(**VOCAB).to_dict(), "dropout": 1.2}
     with pytest.raises(ValueError, match="dropout"):
         TransformerConfig.from_dict(values)
+
+
+@pytest.mark.parametrize(("activation_dropout", "expected"), [(None, 0.3), (0.0, 0.0), (0.1, 0.1)])
+def test_activation_dropout_defaults_to_dropout(activation_dropout: float | None, expected: float) -> None:
+    from transformer import Transformer
+
+    cfg = TransformerConfig.preset("tiny", **VOCAB, dropout=0.3, activation_dropout=activation_dropout)
+    model = Transformer(cfg)
+    inner = [layer.feed_forward.dropout.p for layer in [*model.encoder.layers, *model.decoder.layers]]
+    outer = [layer.ff_block.dropout.p for layer in [*model.encoder.layers, *model.decoder.layers]]
+    assert inner == [expected] * 6 and outer == [0.3] * 6  # only the FFN's inner dropout changes

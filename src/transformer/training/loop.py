@@ -45,12 +45,15 @@ class Progress:
     best_step: int = 0
     bad_evals: int = 0  # validations in a row without improvement
     stopped_early: bool = False
+    elapsed_s: float = 0.0  # wall-clock seconds of training so far, over all resumptions
+    out_of_time: bool = False  # train.max_minutes has run out
 
     def finished(self, cfg: TrainConfig) -> bool:
         return (
             self.step >= cfg.max_steps
             or (cfg.max_epochs is not None and self.epoch >= cfg.max_epochs)
             or self.stopped_early
+            or self.out_of_time
         )
 
 
@@ -97,13 +100,19 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]
         log.info("training %s parameters on %s x %d; %d batches per epoch per process",
                  f"{count_parameters(model):,}", world.device, world.world_size, len(sampler))
 
+        clock = Clock(progress.elapsed_s)
+        progress.out_of_time = out_of_time(progress.elapsed_s, t.max_minutes, world)  # a resume may raise it
         while not progress.finished(t):
             batches = next_batches(train_set, epoch_batches(progress.epoch), progress, t.accumulate, model)
             set_lr(optimizer, noam_lr(progress.step + 1, model.cfg.d_model, t.warmup, t.lr_scale))
             loss, n_tokens, seconds = train_step(forward, model, optimizer, batches, t, world, autocast)
             advance(progress, len(batches), len(epoch_batches(progress.epoch)))
+            progress.elapsed_s = clock.elapsed()
+            progress.out_of_time = out_of_time(progress.elapsed_s, t.max_minutes, world)
             meter.add(loss, n_tokens, seconds)
             done = progress.finished(t)
+            if progress.out_of_time:
+                log.info("train.max_minutes=%g spent after %d steps: stopping", t.max_minutes, progress.step)
 
             if progress.step % t.log_every == 0 or done:
                 record = meter.flush(progress.step, optimizer.param_groups[0]["lr"])
@@ -200,6 +209,23 @@ def compiled(module: torch.nn.Module, enabled: bool) -> torch.nn.Module:
 
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())  # shared tensors are yielded once
+
+
+class Clock:
+    """Wall-clock seconds since training started, carried over from the runs it resumes."""
+
+    def __init__(self, already: float) -> None:
+        self.start = time.monotonic() - already
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+
+def out_of_time(elapsed_s: float, max_minutes: float | None, world: World) -> bool:
+    """Whether the time budget is spent; under torchrun rank 0's clock decides for every rank, so none diverge."""
+    if max_minutes is None:
+        return False
+    return bool(distributed.broadcast_objects([elapsed_s >= 60.0 * max_minutes])[0])
 
 
 def restore(run_dir: Path, model: Transformer, optimizer: torch.optim.Optimizer, world: World) -> Progress | None:
@@ -351,5 +377,7 @@ def summary(progress: Progress, meter: Meter, run_dir: Path, t: TrainConfig) -> 
         "best_score": progress.best_score,
         "best_step": progress.best_step,
         "stopped_early": progress.stopped_early,
+        "out_of_time": progress.out_of_time,
+        "elapsed_s": progress.elapsed_s,
         "tokens_per_s": meter.total_tokens / meter.total_seconds if meter.total_seconds else None,
     }
