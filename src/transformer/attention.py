@@ -50,6 +50,25 @@ def attention_reference(
     return weights @ v, weights
 
 
+# Queries per row up to which the CPU takes ``few_query_attention`` rather than the fused kernel.
+EXPLICIT_MAX_QUERIES = 1
+
+
+def few_query_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
+    """The formula for a few queries per row (a decoding step), without dropout or weights.
+
+    On the CPU two small batched matmuls can beat the fused kernel here, whose blocking is built for long
+    queries. Fully masked rows give zeros, as everywhere.
+    Shapes: q (B, H, Tq, Dh), k and v (B, H, Tk, Dh), mask (B|1, 1|H, Tq|1, Tk) bool -> (B, H, Tq, Dh).
+    """
+    scores = torch.matmul(q, k.transpose(-2, -1)).mul_(1.0 / math.sqrt(q.size(-1)))  # (B, H, Tq, Tk)
+    if mask is None:
+        return torch.matmul(torch.softmax(scores, dim=-1), v)
+    scores.masked_fill_(~mask, torch.finfo(scores.dtype).min)
+    out = torch.matmul(torch.softmax(scores, dim=-1), v)  # (B, H, Tq, Dh)
+    return out.masked_fill_(~mask.any(dim=-1, keepdim=True), 0.0)
+
+
 def scaled_dot_product_attention(
     q: Tensor,
     k: Tensor,
@@ -70,6 +89,8 @@ def scaled_dot_product_attention(
     """
     if need_weights:
         return attention_reference(q, k, v, mask, dropout_p)
+    if q.size(-2) <= EXPLICIT_MAX_QUERIES and q.device.type == "cpu" and dropout_p == 0.0:
+        return few_query_attention(q, k, v, mask), None
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
     if mask is not None and not _SDPA_ZEROES_EMPTY_ROWS:
         out = out.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)
@@ -124,12 +145,23 @@ class MultiHeadAttention(nn.Module):
     ) -> tuple[Tensor, Tensor | None]:
         """Attention per head, concatenation and W_O.
 
-        Shapes: q (B, H, Tq, Dh), k and v (B, H, Tk, Dh) -> (B, Tq, D), weights (B, H, Tq, Tk) or None.
+        ``q`` may hold g rows per row of ``k`` and ``v`` (beam search: the g beams of a sentence share its
+        cross-attention keys): they attend as g x Tq queries of that row, so the keys are neither copied g
+        times nor read g times; ``mask`` then has one row per key row and one query row.
+        Shapes: q (R, H, Tq, Dh) with R = g * B, k and v (B, H, Tk, Dh) -> (R, Tq, D), weights (R, H, Tq, Tk)
+        or None.
         """
         p = self.dropout if self.training else 0.0
+        rows, heads, t, d_head = q.shape
+        g = rows // k.size(0) if k.size(0) else 1
+        if g > 1:
+            q = q.view(-1, g, heads, t, d_head).transpose(1, 2).reshape(-1, heads, g * t, d_head)  # (B, H, gTq, Dh)
         out, weights = scaled_dot_product_attention(q, k, v, mask, p, need_weights)
-        b, _, t, _ = out.shape
-        out = out.transpose(1, 2).reshape(b, t, self.d_model)  # (B, Tq, D)
+        if g > 1:
+            out = out.view(-1, heads, g, t, d_head).transpose(1, 2).reshape(rows, heads, t, d_head)
+            if weights is not None:
+                weights = weights.view(-1, heads, g, t, k.size(2)).transpose(1, 2).reshape(rows, heads, t, -1)
+        out = out.transpose(1, 2).reshape(rows, t, self.d_model)  # (R, Tq, D)
         return self.w_o(out), weights
 
     def forward(

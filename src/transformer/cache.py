@@ -2,9 +2,11 @@
 
 Self-attention keys/values live in one preallocated buffer for all layers, written in place one
 position per step; cross-attention keys/values are computed once per source (§3.2.3, "encoder-decoder
-attention": they depend on the memory only). Beam search reorders rows with ``select``.
+attention": they depend on the memory only) and kept once per source: after ``repeat_rows(k)`` (beam
+search) every source row serves k consecutive decoder rows, which attend to it as k queries.
 
-Shapes: L decoder layers, B rows (sentences x beams), H heads, C capacity, S source length, Dh head dim.
+Shapes: L decoder layers, R decoder rows (sentences x beams), B source rows, g = R / B rows per source,
+H heads, C capacity, S source length, Dh head dim.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from torch import Tensor
 
 @dataclass(frozen=True)
 class DecoderState:
-    self_k: Tensor  # (L, B, H, C, Dh); positions >= step are unwritten
-    self_v: Tensor  # (L, B, H, C, Dh)
+    self_k: Tensor  # (L, R, H, C, Dh); positions >= step are unwritten
+    self_v: Tensor  # (L, R, H, C, Dh)
     cross_k: Tensor  # (L, B, H, S, Dh)
     cross_v: Tensor  # (L, B, H, S, Dh)
     src_mask: Tensor  # (B, 1, 1, S) bool, True = may attend
@@ -28,20 +30,35 @@ class DecoderState:
     def capacity(self) -> int:
         return self.self_k.size(3)
 
+    @property
+    def rows_per_source(self) -> int:
+        """g: decoder rows sharing one source row's cross-attention keys/values (1 unless ``repeat_rows``)."""
+        return self.self_k.size(1) // max(self.src_mask.size(0), 1)
+
     def select(self, rows: Tensor) -> DecoderState:
-        """Keep (and reorder, or repeat) batch rows: ``rows`` (B',) int64 indices into B."""
-        take = lambda t: t.index_select(1, rows)  # noqa: E731
+        """Keep (and reorder, or repeat) decoder rows: ``rows`` (R',) int64 indices into R. The result has
+        one source row per decoder row."""
+        sources = rows // self.rows_per_source if self.rows_per_source > 1 else rows
         return replace(
             self,
-            self_k=take(self.self_k),
-            self_v=take(self.self_v),
-            cross_k=take(self.cross_k),
-            cross_v=take(self.cross_v),
-            src_mask=self.src_mask.index_select(0, rows),
+            self_k=self.self_k.index_select(1, rows),
+            self_v=self.self_v.index_select(1, rows),
+            cross_k=self.cross_k.index_select(1, sources),
+            cross_v=self.cross_v.index_select(1, sources),
+            src_mask=self.src_mask.index_select(0, sources),
+        )
+
+    def repeat_rows(self, k: int) -> DecoderState:
+        """Every decoder row k times, consecutively (R -> R * k: beam search's beams). Cross-attention
+        keys/values and the source mask are not copied: each source row now serves g * k decoder rows."""
+        return replace(
+            self,
+            self_k=self.self_k.repeat_interleave(k, dim=1),
+            self_v=self.self_v.repeat_interleave(k, dim=1),
         )
 
     def reorder_within_sentences(self, rows: Tensor) -> DecoderState:
-        """Beam search's reorder: ``rows`` (B,) moves rows only among the beams of one sentence, whose
+        """Beam search's reorder: ``rows`` (R,) moves rows only among the beams of one sentence, whose
         cross-attention keys/values and source mask are the same, so only the self-attention cache moves."""
         return replace(self, self_k=self.self_k.index_select(1, rows), self_v=self.self_v.index_select(1, rows))
 

@@ -13,6 +13,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .dropout import Dropout
+
 
 def sinusoidal_encoding(n_positions: int, d_model: int) -> Tensor:
     """The table of §3.5, sines in even and cosines in odd dimensions (interleaved, as the paper).
@@ -56,7 +58,7 @@ class PositionalEncoding(nn.Module):
         self.kind = kind
         self.d_model = d_model
         self.max_positions = max_positions
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         if kind == "learned":
             self.table = nn.Parameter(torch.empty(max_positions, d_model))
         else:

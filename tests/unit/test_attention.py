@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from transformer.attention import MultiHeadAttention, scaled_dot_product_attention
+from transformer.attention import MultiHeadAttention, few_query_attention, scaled_dot_product_attention
 from transformer.masks import causal_mask
 
 
@@ -105,6 +105,26 @@ def test_fused_and_explicit_paths_agree(masked: bool) -> None:
     fused, _ = scaled_dot_product_attention(q, k, v, mask, need_weights=False)
     explicit, _ = scaled_dot_product_attention(q, k, v, mask, need_weights=True)
     torch.testing.assert_close(fused, explicit, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_single_query_path_matches_the_formula_and_has_gradients(masked: bool) -> None:
+    # one query per row: the decoding step, which takes the explicit two-matmul path on the CPU
+    q, k, v = (t.requires_grad_() for t in random_qkv(b=3, h=2, tq=1, tk=9, dh=16))
+    mask = random_mask(3, 1, 9) if masked else None
+    if masked:
+        mask[2] = False  # a row with no allowed key gives zeros
+    out, weights = scaled_dot_product_attention(q, k, v, mask)
+    assert weights is None
+    torch.testing.assert_close(out.detach().double(), reference_attention(q.detach(), k.detach(), v.detach(), mask)[0],
+                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out, few_query_attention(q, k, v, mask))
+    (out * torch.randn_like(out)).sum().backward()
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        assert t.grad is not None and bool(t.grad.isfinite().all()), name
+    fused = torch.nn.functional.scaled_dot_product_attention(q.detach(), k.detach(), v.detach(), attn_mask=mask)
+    rows = slice(0, 2) if masked else slice(None)
+    torch.testing.assert_close(out.detach()[rows], fused[rows], atol=1e-6, rtol=1e-5)
 
 
 def test_paths_agree_with_a_causal_mask() -> None:

@@ -62,7 +62,7 @@ class StubModel:
         state.self_k[0, :, 0, state.step, 0] = tokens.float()
         logits = torch.full((tokens.size(0), VOCAB), -math.inf)
         for row in range(tokens.size(0)):
-            first_source_token = int(state.cross_k[0, row, 0, 0, 0])
+            first_source_token = int(state.cross_k[0, row // state.rows_per_source, 0, 0, 0])  # beams share it
             prefix = tuple(int(t) for t in state.self_k[0, row, 0, 1 : state.step + 1, 0])  # without BOS
             for token, p in self.table(first_source_token, prefix).items():
                 if p > 0:

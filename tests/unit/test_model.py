@@ -221,7 +221,7 @@ def test_reorder_within_sentences_equals_select_for_beam_moves() -> None:
     beams = 3
     with torch.no_grad():
         state = model.start_state(model.encode(src), model.source_mask(src), capacity=4)
-        state = state.select(torch.arange(2).repeat_interleave(beams))  # (B * K) rows
+        state = state.select(torch.arange(2).repeat_interleave(beams))  # (B * K) rows, cross keys copied
         _, state = model.decode_step(torch.randint(3, 13, (2 * beams,)), state)
     rows = torch.tensor([2, 2, 0, 4, 3, 3])  # within sentence 0 (rows 0-2) and sentence 1 (rows 3-5)
     fast, full = state.reorder_within_sentences(rows), state.select(rows)
@@ -230,3 +230,34 @@ def test_reorder_within_sentences_equals_select_for_beam_moves() -> None:
         assert torch.equal(getattr(fast, name)[:, :, :, filled], getattr(full, name)[:, :, :, filled]), name
     for name in ("cross_k", "cross_v", "src_mask"):
         assert torch.equal(getattr(fast, name), getattr(full, name)), name
+
+
+def test_shared_cross_attention_keys_equal_copied_ones() -> None:
+    """repeat_rows keeps one copy of a sentence's cross-attention keys for its K beams, which attend as K
+    queries; every step's logits must equal those of a state with the keys copied per beam, also after
+    beam reorders and after select (which turns the shared state back into one source row per row)."""
+    torch.manual_seed(1)
+    cfg = TransformerConfig(src_vocab_size=13, tgt_vocab_size=13, d_model=16, n_heads=2, d_ff=32,
+                            n_encoder_layers=1, n_decoder_layers=2, dropout=0.0)
+    model = Transformer(cfg).eval()
+    src = torch.tensor([[5, 6, 7, 2], [8, 9, 2, 0], [4, 2, 0, 0]])
+    b, beams = 3, 4
+    with torch.no_grad():
+        start = model.start_state(model.encode(src), model.source_mask(src), capacity=2)
+        shared = start.repeat_rows(beams)
+        copied = start.select(torch.arange(b).repeat_interleave(beams))
+        assert shared.rows_per_source == beams and copied.rows_per_source == 1
+        assert shared.cross_k.size(1) == b and copied.cross_k.size(1) == b * beams
+        for _ in range(5):  # grows the capacity 2 -> 4 -> 8 on the way
+            tokens = torch.randint(3, 13, (b * beams,))
+            a, shared = model.decode_step(tokens, shared)
+            c, copied = model.decode_step(tokens, copied)
+            torch.testing.assert_close(a, c, atol=1e-6, rtol=1e-5)
+            within = (torch.arange(b)[:, None] * beams + torch.randint(0, beams, (b, beams))).view(-1)
+            shared, copied = shared.reorder_within_sentences(within), copied.reorder_within_sentences(within)
+        rows = torch.tensor([11, 0, 5, 5])  # sentences 2, 0, 1, 1
+        picked, reference = shared.select(rows), copied.select(rows)
+        assert picked.rows_per_source == 1 and torch.equal(picked.src_mask, reference.src_mask)
+        tokens = torch.randint(3, 13, (4,))
+        torch.testing.assert_close(model.decode_step(tokens, picked)[0], model.decode_step(tokens, reference)[0],
+                                   atol=1e-6, rtol=1e-5)

@@ -15,16 +15,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..cache import DecoderState
 from .common import Generation, Seq2Seq, check_source, next_log_probs, output_limits, strip_eos
 from .length_penalty import length_penalty as gnmt_length_penalty
-
-
-def _expand_to_beams(state: DecoderState, beam_size: int) -> DecoderState:
-    """Repeat every sentence's rows K times: B rows -> B * K rows (sentence-major)."""
-    b = state.src_mask.size(0)
-    rows = torch.arange(b, device=state.src_mask.device).repeat_interleave(beam_size)
-    return state.select(rows)
 
 
 def _merge_finished(
@@ -81,7 +73,7 @@ def beam_search(
     limits = output_limits(src, cfg.pad_id, max_len, min_len)[:, None]  # (B, 1)
     steps = int(limits.max())
     state = model.start_state(model.encode(src), model.source_mask(src), capacity=steps)
-    state = _expand_to_beams(state, k)
+    state = state.repeat_rows(k)  # B * K decoder rows (sentence-major); cross keys stay B rows
 
     scores = torch.full((b, k), -torch.inf, device=dev)
     scores[:, 0] = 0.0  # all beams start identical: let only the first one expand
