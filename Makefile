@@ -4,7 +4,7 @@ PIP := $(PYTHON) -m pip
 # A CPU build of torch is on disk on our machines; bring your own (CUDA) torch elsewhere: TORCH_PIN=
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: install install-dev demo test lint bench
+.PHONY: install install-dev demo test lint bench multi30k
 
 install:
 	$(PIP) install -q $(TORCH_PIN) -e .
@@ -24,3 +24,21 @@ lint:
 
 bench: install-dev
 	$(PYTHON) benchmarks/bench.py
+
+# The Multi30k English->German recipe (README, "Real data"): download (skipped when MULTI30K already holds the
+# files), prepare, train for at most 115 minutes, average the last 10 checkpoints, score test2016 and test2017.
+MULTI30K ?= data/multi30k-raw
+M30K_RUN ?= runs/multi30k
+
+multi30k: install
+	$(PYTHON) -m transformer download multi30k $(MULTI30K)
+	$(PYTHON) -m transformer prepare --train-src $(MULTI30K)/train.en --train-tgt $(MULTI30K)/train.de \
+		--valid-src $(MULTI30K)/val.en --valid-tgt $(MULTI30K)/val.de --out data/multi30k --vocab-size 8000
+	$(PYTHON) -m transformer train --config configs/multi30k.toml --data data/multi30k --run-dir $(M30K_RUN)
+	$(PYTHON) -m transformer average $(M30K_RUN) --last 10 -o $(M30K_RUN)/averaged.safetensors
+	for test in test2016 test2017; do \
+		$(PYTHON) -m transformer evaluate -c $(M30K_RUN)/averaged.safetensors --beam-size 5 \
+			--src $(MULTI30K)/$$test.en --ref $(MULTI30K)/$$test.de -o $(M30K_RUN)/$$test.de --json \
+			> $(M30K_RUN)/$$test.json || exit 1; \
+	done
+	$(PYTHON) -m json.tool $(M30K_RUN)/test2016.json

@@ -14,6 +14,7 @@ from typing import Protocol
 import torch
 
 from .model import AttentionMaps, Transformer
+from .settings import DecodeConfig, load_config
 
 
 class TextVocab(Protocol):
@@ -57,8 +58,10 @@ class Translator:
         tgt_vocab: TextVocab,
         device: str | torch.device | None = "cpu",
         batch_tokens: int = 4096,
+        decode: DecodeConfig | None = None,
     ) -> None:
         self.device = _device(device)
+        self.decode = decode or DecodeConfig()  # defaults for the command line: the run's [decode] section
         self.model = model.to(self.device).eval()
         self.src_vocab = src_vocab
         self.tgt_vocab = tgt_vocab
@@ -73,7 +76,8 @@ class Translator:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device | None = None) -> Translator:
         """Load a run directory (its best, else latest, checkpoint) or one ``.safetensors`` file in a run
-        directory; the vocabularies come from the run directory's ``vocab/``."""
+        directory; the vocabularies come from the run directory's ``vocab/``, ``decode`` from the ``[decode]``
+        section of its ``config.toml`` (the defaults where there is none)."""
         from .data.vocab import load_vocabs
         from .training.checkpoint import load_model
 
@@ -83,7 +87,9 @@ class Translator:
         model, _ = load_model(path)
         run_dir = path if path.is_dir() else _run_dir_of(path)
         src_vocab, tgt_vocab = load_vocabs(run_dir)
-        return cls(model, src_vocab, tgt_vocab, device=device)
+        config = run_dir / "config.toml"
+        decode = load_config(config).decode if config.is_file() else DecodeConfig()
+        return cls(model, src_vocab, tgt_vocab, device=device, decode=decode)
 
     def count_tokens(self, text: str) -> int:
         """Source subword tokens of ``text`` (without the EOS the model adds)."""

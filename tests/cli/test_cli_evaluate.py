@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 
 import pytest
 from sacrebleu.metrics import BLEU, CHRF
 
 from transformer.data import read_lines
 from transformer.evaluation import evaluate, exact_match, score_corpus, translate_lines
+from transformer.settings import DecodeConfig, load_config, save_config
 from transformer.translator import Translation, Translator
 
 JSON_KEYS = {
@@ -196,3 +199,22 @@ def test_missing_reference_file(cli, tiny_run, tmp_path) -> None:
     result = cli("evaluate", "-c", tiny_run.run_dir, "--src", tiny_run.test_src, "--ref", tmp_path / "none.de")
     assert result.code == 2
     assert "none.de" in result.err
+
+
+def test_decoding_defaults_come_from_the_run_config(cli, tiny_run, tmp_path) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run.run_dir, run_dir)
+    cfg = load_config(run_dir / "config.toml")
+    save_config(dataclasses.replace(cfg, decode=DecodeConfig(beam_size=2, length_penalty=1.0)), run_dir / "config.toml")
+    assert Translator.from_checkpoint(run_dir, device="cpu").decode == DecodeConfig(beam_size=2, length_penalty=1.0)
+    common = ("evaluate", "-c", run_dir, "--src", tiny_run.test_src, "--ref", tiny_run.test_ref, "--json")
+    from_run = cli(*common)
+    assert from_run.code == 0, from_run.err
+    assert json.loads(from_run.out)["beam_size"] == 2
+    given = cli(*common, "--beam-size", "3")
+    assert given.code == 0, given.err
+    assert json.loads(given.out)["beam_size"] == 3
+    # a checkpoint file of that run takes the same defaults; a run without config.toml the paper's
+    assert Translator.from_checkpoint(run_dir / "best.safetensors", device="cpu").decode.beam_size == 2
+    (run_dir / "config.toml").unlink()
+    assert Translator.from_checkpoint(run_dir, device="cpu").decode == DecodeConfig()

@@ -39,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="translate sentences (one per line) with a trained model",
         description=(
             "Translate one sentence per line from stdin (or --input) to stdout (or --output) with beam search "
-            "(§6.1: beam 4, length penalty 0.6, max length = source + 50). Blank lines stay blank. With "
+            "(§6.1: beam 4, length penalty 0.6, max length = source + 50, unless the run's [decode] section "
+            "says otherwise). Blank lines stay blank. With "
             "--n-best K > 1, print K lines 'i ||| translation ||| score' per input line (i from 0)."
         ),
     )
@@ -81,23 +82,23 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
         "--beam-size",
         "-b",
         type=int,
-        default=4,
+        default=None,
         metavar="K",
-        help="beam size; 1 = greedy decoding (default: %(default)s)",
+        help="beam size; 1 = greedy decoding (default: the run's decode.beam_size, else 4)",
     )
     parser.add_argument(
         "--length-penalty",
         type=float,
-        default=0.6,
+        default=None,
         metavar="ALPHA",
-        help="GNMT length penalty alpha of beam search (default: %(default)s)",
+        help="GNMT length penalty alpha of beam search (default: the run's decode.length_penalty, else 0.6)",
     )
     parser.add_argument(
         "--max-len",
         type=int,
         default=None,
         metavar="N",
-        help="most output tokens per sentence (default: source length + 50)",
+        help="most output tokens per sentence (default: the run's decode.max_len, else source length + 50)",
     )
     parser.add_argument(
         "--batch-tokens",
@@ -116,7 +117,7 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_decoding_arguments(args: argparse.Namespace) -> None:
     """Raise UsageError for option values that argparse's types cannot rule out."""
-    if args.beam_size < 1:
+    if args.beam_size is not None and args.beam_size < 1:
         raise UsageError(f"--beam-size must be >= 1, got {args.beam_size}")
     if args.max_len is not None and args.max_len < 1:
         raise UsageError(f"--max-len must be >= 1, got {args.max_len}")
@@ -127,7 +128,8 @@ def check_decoding_arguments(args: argparse.Namespace) -> None:
 
 
 def load_translator(args: argparse.Namespace) -> Translator:
-    """The Translator of ``--checkpoint`` on ``--device`` with ``--batch-tokens``."""
+    """The Translator of ``--checkpoint`` on ``--device`` with ``--batch-tokens``; decoding options left out
+    are filled in from the run's ``[decode]`` section."""
     from ..translator import Translator
 
     try:
@@ -136,6 +138,9 @@ def load_translator(args: argparse.Namespace) -> Translator:
         raise UsageError(f"cannot load {args.checkpoint}: {e}") from None
     if args.batch_tokens is not None:
         translator.batch_tokens = args.batch_tokens
+    for name in ("beam_size", "length_penalty", "max_len"):  # options not given: the run's [decode] section
+        if getattr(args, name) is None:
+            setattr(args, name, getattr(translator.decode, name))
     return translator
 
 
@@ -212,11 +217,11 @@ def translate_stream(
 def run(args: argparse.Namespace) -> int:
     try:
         check_decoding_arguments(args)
-        if not 1 <= args.n_best <= args.beam_size:
-            raise UsageError(f"--n-best must be between 1 and --beam-size ({args.beam_size}), got {args.n_best}")
         if args.input != "-" and not Path(args.input).is_file():
             raise UsageError(f"cannot read {args.input}: no such file")
         translator = load_translator(args)
+        if not 1 <= args.n_best <= args.beam_size:
+            raise UsageError(f"--n-best must be between 1 and --beam-size ({args.beam_size}), got {args.n_best}")
         interactive = args.input == "-" and sys.stdin.isatty()
         chunk_lines = 1 if interactive else CHUNK_LINES
         started = time.perf_counter()
