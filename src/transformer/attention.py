@@ -64,9 +64,10 @@ def few_query_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = N
     scores = torch.matmul(q, k.transpose(-2, -1)).mul_(1.0 / math.sqrt(q.size(-1)))  # (B, H, Tq, Tk)
     if mask is None:
         return torch.matmul(torch.softmax(scores, dim=-1), v)
-    scores.masked_fill_(~mask, torch.finfo(scores.dtype).min)
+    blocked = ~mask
+    scores.masked_fill_(blocked, torch.finfo(scores.dtype).min)
     out = torch.matmul(torch.softmax(scores, dim=-1), v)  # (B, H, Tq, Dh)
-    return out.masked_fill_(~mask.any(dim=-1, keepdim=True), 0.0)
+    return out.masked_fill_(blocked.all(dim=-1, keepdim=True), 0.0)
 
 
 def scaled_dot_product_attention(

@@ -34,7 +34,7 @@ def _layer_args(cfg: TransformerConfig) -> dict:
         d_ff=cfg.d_ff,
         dropout=cfg.dropout,
         attention_dropout=cfg.attention_dropout,
-        activation_dropout=cfg.dropout if cfg.activation_dropout is None else cfg.activation_dropout,
+        activation_dropout=cfg.activation_dropout,  # None: the layers use dropout
         activation=cfg.activation,
         norm_first=cfg.norm_first,
         eps=cfg.layer_norm_eps,

@@ -100,15 +100,15 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]
         log.info("training %s parameters on %s x %d; %d batches per epoch per process",
                  f"{count_parameters(model):,}", world.device, world.world_size, len(sampler))
 
-        clock = Clock(progress.elapsed_s)
-        progress.out_of_time = out_of_time(progress.elapsed_s, t.max_minutes, world)  # a resume may raise it
+        started = time.monotonic() - progress.elapsed_s  # the clock carries over resumes
+        progress.out_of_time = out_of_time(progress.elapsed_s, t.max_minutes)  # a resume may raise the budget
         while not progress.finished(t):
             batches = next_batches(train_set, epoch_batches(progress.epoch), progress, t.accumulate, model)
             set_lr(optimizer, noam_lr(progress.step + 1, model.cfg.d_model, t.warmup, t.lr_scale))
             loss, n_tokens, seconds = train_step(forward, model, optimizer, batches, t, world, autocast)
             advance(progress, len(batches), len(epoch_batches(progress.epoch)))
-            progress.elapsed_s = clock.elapsed()
-            progress.out_of_time = out_of_time(progress.elapsed_s, t.max_minutes, world)
+            progress.elapsed_s = time.monotonic() - started
+            progress.out_of_time = out_of_time(progress.elapsed_s, t.max_minutes)
             meter.add(loss, n_tokens, seconds)
             done = progress.finished(t)
             if progress.out_of_time:
@@ -211,17 +211,7 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())  # shared tensors are yielded once
 
 
-class Clock:
-    """Wall-clock seconds since training started, carried over from the runs it resumes."""
-
-    def __init__(self, already: float) -> None:
-        self.start = time.monotonic() - already
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.start
-
-
-def out_of_time(elapsed_s: float, max_minutes: float | None, world: World) -> bool:
+def out_of_time(elapsed_s: float, max_minutes: float | None) -> bool:
     """Whether the time budget is spent; under torchrun rank 0's clock decides for every rank, so none diverge."""
     if max_minutes is None:
         return False
