@@ -10,7 +10,7 @@ from collections.abc import Callable
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .dropout import Dropout
+from .dropout import Dropout, relu_dropout
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "relu": F.relu,  # the paper's
@@ -31,7 +31,11 @@ class PositionwiseFeedForward(nn.Module):
         self.w_2 = nn.Linear(d_ff, d_model)
         self.activation = ACTIVATIONS[activation]
         self.dropout = Dropout(dropout)
+        self._relu = activation == "relu"  # relu and dropout fuse into one mask (``relu_dropout``)
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, T, D) -> (B, T, D)."""
-        return self.w_2(self.dropout(self.activation(self.w_1(x))))
+        h = self.w_1(x)  # (B, T, F)
+        if self._relu:
+            return self.w_2(relu_dropout(h, self.dropout.p, self.training))
+        return self.w_2(self.dropout(self.activation(h)))

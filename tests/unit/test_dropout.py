@@ -1,4 +1,5 @@
-"""The CPU dropout: its drop rate, scale, gradient, independence of the four 16-bit lanes, determinism."""
+"""The CPU dropout: its drop rate, scale, gradient, independence of the four 16-bit lanes, determinism; the
+fused relu + dropout."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from transformer.dropout import Dropout, drop_mask, dropout, rounded_p
+from transformer.dropout import Dropout, drop_mask, dropout, relu_dropout, rounded_p
+from transformer.feed_forward import PositionwiseFeedForward
 
 N = 1 << 20  # elements per statistical check; 4.5 standard deviations below
 
@@ -90,3 +93,41 @@ def test_same_seed_same_mask() -> None:
 def test_rounded_p() -> None:
     assert rounded_p(0.5) == 0.5 and rounded_p(0.1) == 6554 / 65536
     assert all(abs(rounded_p(p) - p) <= 0.5 / 65536 for p in (0.1, 0.2, 0.3, 1 / 3, 0.999))
+
+
+def test_relu_dropout_is_dropout_of_relu_forward_and_backward() -> None:
+    x = torch.randn(4, 9, 33, dtype=torch.float64)
+    x[0, 0, :3] = 0.0  # relu'(0) = 0, as torch has it
+    grads = []
+    for fused in (True, False):
+        xi = x.clone().requires_grad_()
+        torch.manual_seed(7)
+        y = relu_dropout(xi, 0.3) if fused else dropout(F.relu(xi), 0.3)
+        (y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)).sum().backward()
+        grads.append((y.detach(), xi.grad))
+    assert torch.equal(grads[0][0], grads[1][0]) and torch.equal(grads[0][1], grads[1][1])
+    assert relu_dropout(x, 0.3, training=False).equal(F.relu(x)) and relu_dropout(x, 0.0).equal(F.relu(x))
+
+
+def _saved_bytes(module: torch.nn.Module, x: torch.Tensor) -> int:
+    """Bytes of the distinct tensors autograd keeps for backward while ``module(x)`` runs."""
+    kept: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        kept[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        module(x)
+    return sum(kept.values())
+
+
+def test_the_fused_feed_forward_keeps_only_the_output_of_relu_and_dropout() -> None:
+    torch.manual_seed(0)
+    d, f, n = 16, 64, 50
+    x = torch.randn(n, d, requires_grad=True)
+    relu_ffn, gelu_ffn = PositionwiseFeedForward(d, f, "relu", 0.1), PositionwiseFeedForward(d, f, "gelu", 0.1)
+    # kept: x, w_1, w_2 (4 bytes each) and, per hidden element, the output, which w_2 needs anyway (4); gelu
+    # (as relu without the fusion) keeps its input (4) and the dropout its mask (1) as well
+    assert _saved_bytes(relu_ffn, x) == 4 * (n * d + 2 * d * f) + n * f * 4
+    assert _saved_bytes(gelu_ffn, x) == 4 * (n * d + 2 * d * f) + n * f * 9
