@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from .cache import DecoderState
 from .config import TransformerConfig
@@ -48,12 +49,16 @@ class Encoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(EncoderLayer(**_layer_args(cfg)) for _ in range(cfg.n_encoder_layers))
         self.final_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.norm_first else None
+        self.recompute = False  # see Transformer.recompute_layers
 
     def forward(self, x: Tensor, src_mask: Tensor, need_weights: bool = False) -> tuple[Tensor, list[Tensor]]:
         """x (B, S, D), src_mask (B, 1, 1, S) -> (B, S, D), [weights (B, H, S, S)] if asked."""
         weights = []
         for layer in self.layers:
-            x, w = layer(x, src_mask, need_weights)
+            if _recomputing(self.recompute, need_weights):
+                x, w = checkpoint(layer, x, src_mask, use_reentrant=False)
+            else:
+                x, w = layer(x, src_mask, need_weights)
             if w is not None:
                 weights.append(w)
         if self.final_norm is not None:
@@ -68,6 +73,7 @@ class Decoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(DecoderLayer(**_layer_args(cfg)) for _ in range(cfg.n_decoder_layers))
         self.final_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.norm_first else None
+        self.recompute = False  # see Transformer.recompute_layers
 
     def forward(
         self, x: Tensor, memory: Tensor, tgt_mask: Tensor, src_mask: Tensor, need_weights: bool = False
@@ -75,7 +81,10 @@ class Decoder(nn.Module):
         """x (B, T, D), memory (B, S, D) -> (B, T, D), self weights [(B, H, T, T)], cross [(B, H, T, S)]."""
         self_weights, cross_weights = [], []
         for layer in self.layers:
-            x, sw, cw = layer(x, memory, tgt_mask, src_mask, need_weights)
+            if _recomputing(self.recompute, need_weights):
+                x, sw, cw = checkpoint(layer, x, memory, tgt_mask, src_mask, use_reentrant=False)
+            else:
+                x, sw, cw = layer(x, memory, tgt_mask, src_mask, need_weights)
             if sw is not None and cw is not None:
                 self_weights.append(sw)
                 cross_weights.append(cw)
@@ -92,6 +101,10 @@ class Decoder(nn.Module):
         if self.final_norm is not None:
             x = self.final_norm(x)
         return x
+
+
+def _recomputing(enabled: bool, need_weights: bool) -> bool:
+    return enabled and torch.is_grad_enabled() and not need_weights
 
 
 class Transformer(nn.Module):
@@ -129,6 +142,12 @@ class Transformer(nn.Module):
         with torch.no_grad():
             self.src_embed.weight[self.cfg.pad_id].zero_()
             self.tgt_embed.weight[self.cfg.pad_id].zero_()
+
+    def recompute_layers(self, enabled: bool = True) -> None:
+        """Activation checkpointing: in training, keep only each layer's input for backward and run the layer
+        again there (with the same dropout masks). Activation memory falls to about one (B, T, D) tensor a
+        layer, for about a third more compute (a second forward of the layers)."""
+        self.encoder.recompute = self.decoder.recompute = enabled
 
     # -- the three parts of Figure 1 -------------------------------------------------------------
 

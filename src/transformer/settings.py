@@ -56,6 +56,7 @@ class TrainConfig:
     max_minutes: float | None = None  # also stop after this much wall-clock time (validation included)
     warmup: int = 4000  # warmup_steps of the learning-rate formula (§5.3)
     lr_scale: float = 1.0  # multiplies the formula's learning rate
+    decay_steps: int = 0  # the last decay_steps updates before max_steps scale it linearly down to ~0; 0: none
     betas: tuple[float, float] = (0.9, 0.98)  # Adam, §5.3
     eps: float = 1e-9
     label_smoothing: float = 0.1  # epsilon_ls, §5.4
@@ -63,6 +64,7 @@ class TrainConfig:
     clip_norm: float | None = None  # max gradient L2 norm; None: no clipping (the paper has none)
     bf16: bool = False  # bfloat16 autocast
     compile: bool = False  # torch.compile the model
+    recompute: bool = False  # activation checkpointing: far less memory, about a third more compute
     device: str = "auto"  # "auto" (cuda if available, else cpu), "cpu", "cuda", "cuda:1", ...
     threads: int | None = None  # CPU threads of torch's operators; None: torch's default (one per core)
     log_every: int = 100  # steps between log lines and metrics.jsonl records
@@ -79,6 +81,8 @@ class TrainConfig:
         _check_positive(self, "max_steps", "max_epochs", "warmup", "accumulate", "log_every", "eval_every",
                         "save_every", "keep_last", "patience", "valid_beam_size", "threads")
         _check_positive(self, "lr_scale", "eps", "clip_norm", "max_minutes")
+        if not 0 <= self.decay_steps <= self.max_steps:
+            raise ValueError(f"train.decay_steps={self.decay_steps} must be in [0, train.max_steps={self.max_steps}]")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"train.label_smoothing={self.label_smoothing} must be in [0, 1)")
         if not all(0.0 <= b < 1.0 for b in self.betas):

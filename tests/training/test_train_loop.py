@@ -14,6 +14,7 @@ from transformer.settings import TrainConfig, load_config
 from transformer.training.checkpoint import latest_checkpoint, list_checkpoints, load_model
 from transformer.training.loop import Progress, train, update_best
 from transformer.training.metrics import read_metrics
+from transformer.training.schedule import noam_lr
 
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -84,6 +85,25 @@ def test_run_directory_and_metrics(tmp_path: Path, make_config, corpus_dir: Path
     # the model has the vocabulary's sizes and shares its embeddings (joint vocabulary)
     assert best_model.cfg.src_vocab_size == len(src_vocab) and best_model.cfg.share_embeddings
     assert (run / "train.log").read_text().count("valid_loss") == 3
+
+
+def test_decay_steps_bring_the_learning_rate_down_over_the_last_updates(tmp_path: Path, make_config) -> None:
+    cfg = make_config("train.max_steps=8", "train.decay_steps=4")
+    train(cfg, tmp_path / "run")
+    lrs = {r["step"]: r["lr"] for r in read_metrics(tmp_path / "run") if "lr" in r}
+    d, t = cfg.model["d_model"], cfg.train
+    assert lrs[2] == pytest.approx(noam_lr(2, d, t.warmup, t.lr_scale))  # untouched before the last 4
+    assert lrs[4] == pytest.approx(noam_lr(4, d, t.warmup, t.lr_scale))
+    assert lrs[6] == pytest.approx(noam_lr(6, d, t.warmup, t.lr_scale) * 3 / 4)
+    assert lrs[8] == pytest.approx(noam_lr(8, d, t.warmup, t.lr_scale) / 4)
+
+
+def test_recompute_trains_the_same_weights(tmp_path: Path, make_config) -> None:
+    train(make_config("train.max_steps=3", "model.dropout=0.2"), tmp_path / "plain")
+    train(make_config("train.max_steps=3", "model.dropout=0.2", "train.recompute=true"), tmp_path / "recomputed")
+    a, b = _weights(tmp_path / "plain"), _weights(tmp_path / "recomputed")
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], msg=name)
 
 
 def test_fresh_run_refuses_a_used_run_directory(tmp_path: Path, make_config) -> None:

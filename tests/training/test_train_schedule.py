@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from transformer.training.schedule import noam_lr, set_lr
+from transformer.training.schedule import cooldown, noam_lr, set_lr
 
 
 def test_values_at_step_1_warmup_and_twice_warmup() -> None:
@@ -38,3 +38,12 @@ def test_set_lr_sets_every_group() -> None:
     opt = torch.optim.Adam([{"params": [a]}, {"params": [b]}], lr=1.0)
     set_lr(opt, 0.125)
     assert [g["lr"] for g in opt.param_groups] == [0.125, 0.125]
+
+
+def test_cooldown_is_one_then_a_straight_line_to_the_last_step() -> None:
+    assert [cooldown(s, 10, 0) for s in (1, 5, 10)] == [1.0, 1.0, 1.0]  # no cooldown
+    assert [cooldown(s, 10, 4) for s in (1, 6, 7, 8, 9, 10)] == pytest.approx([1, 1, 1, 0.75, 0.5, 0.25])
+    assert cooldown(11, 10, 4) == 0.0  # past max_steps (never trained)
+    assert cooldown(1, 10, 10) == 1.0 and cooldown(10, 10, 10) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="counts optimizer updates from 1"):
+        cooldown(0, 10, 4)

@@ -65,6 +65,8 @@ def test_file_and_typed_overrides(tmp_path: Path) -> None:
         ("train.best_metric=bleu2", "best_metric"),
         ("model.n_heads=7", r"\[model\]: .*divisible by n_heads=7"),
         ("train.device=tpu", "train.device='tpu'"),
+        ("train.decay_steps=200000", r"train.decay_steps=200000 must be in \[0, train.max_steps=100000\]"),
+        ("train.decay_steps=-1", r"train.decay_steps=-1 must be in \[0,"),
     ],
 )
 def test_bad_values_name_the_problem(override: str, message: str) -> None:

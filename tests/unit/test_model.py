@@ -199,6 +199,38 @@ def test_dropout_is_active_in_training_and_off_in_eval(make_tokens: Callable[...
         torch.testing.assert_close(model(src, tgt_in), model(src, tgt_in), atol=0, rtol=0)
 
 
+def test_recomputed_layers_give_the_same_gradients_and_keep_less(make_tokens: Callable[..., torch.Tensor]) -> None:
+    cfg = TransformerConfig(src_vocab_size=23, tgt_vocab_size=23, d_model=16, n_heads=2, d_ff=64,
+                            n_encoder_layers=2, n_decoder_layers=2, dropout=0.3, attention_dropout=0.1)
+    model = Transformer(cfg).train()
+    src, tgt_in = make_tokens([7, 4, 6], 23), make_tokens([5, 6, 2], 23, start_with_bos=True)
+    runs = []
+    for recompute in (False, True):
+        model.recompute_layers(recompute)
+        model.zero_grad()
+        kept: dict[int, int] = {}
+
+        def pack(t: torch.Tensor, kept: dict[int, int] = kept) -> torch.Tensor:
+            kept[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        torch.manual_seed(3)  # the same dropout masks, which the recomputation must reproduce
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            logits = model(src, tgt_in)
+        logits.logsumexp(-1).sum().backward()
+        runs.append((logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}, sum(kept.values())))
+    (plain, plain_grads, plain_kept), (again, grads, kept_bytes) = runs
+    torch.testing.assert_close(again, plain, atol=0, rtol=0)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, plain_grads[name], msg=name)
+    assert kept_bytes < plain_kept / 2  # weights dominate at this size; activations go almost entirely
+    model.eval()
+    with torch.no_grad():  # no graph, nothing to recompute: the plain path
+        flagged = model(src, tgt_in)
+        model.recompute_layers(False)
+        torch.testing.assert_close(flagged, model(src, tgt_in), atol=0, rtol=0)
+
+
 def test_learned_positions_and_pre_norm_build_and_run(make_tokens: Callable[..., torch.Tensor]) -> None:
     cfg = TransformerConfig(src_vocab_size=13, tgt_vocab_size=13, d_model=16, n_heads=2, d_ff=32,
                             n_encoder_layers=1, n_decoder_layers=1, positional="learned", norm_first=True,

@@ -28,7 +28,7 @@ from . import checkpoint, distributed
 from .distributed import World
 from .loss import label_smoothed_loss
 from .metrics import MetricsLog
-from .schedule import noam_lr, set_lr
+from .schedule import cooldown, noam_lr, set_lr
 from .validation import perplexity, validation_bleu, validation_loss
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,7 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]
             torch.set_num_threads(t.threads)
         seed_everything(t.seed)
         model = build_model(cfg, data.src_vocab, data.tgt_vocab).to(world.device)
+        model.recompute_layers(t.recompute)
         optimizer = torch.optim.Adam(model.parameters(), lr=0.0, betas=t.betas, eps=t.eps)
         torch.manual_seed(rank_seed(t.seed, world.rank))  # dropout differs between ranks
         progress = (restore(run_dir, model, optimizer, world) if resume else None) or Progress()
@@ -104,7 +105,9 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]
         progress.out_of_time = out_of_time(progress.elapsed_s, t.max_minutes)  # a resume may raise the budget
         while not progress.finished(t):
             batches = next_batches(train_set, epoch_batches(progress.epoch), progress, t.accumulate, model)
-            set_lr(optimizer, noam_lr(progress.step + 1, model.cfg.d_model, t.warmup, t.lr_scale))
+            step = progress.step + 1
+            set_lr(optimizer, noam_lr(step, model.cfg.d_model, t.warmup, t.lr_scale)
+                   * cooldown(step, t.max_steps, t.decay_steps))
             loss, n_tokens, seconds = train_step(forward, model, optimizer, batches, t, world, autocast)
             advance(progress, len(batches), len(epoch_batches(progress.epoch)))
             progress.elapsed_s = time.monotonic() - started
