@@ -6,7 +6,8 @@
 Parts (``--parts``; ``profile`` is extra, not in the default):
   train    target tokens/s of forward + backward + Adam step on token-bucket batches of ~4000 target tokens,
            with MFU against the machine's float32 matmul peak measured in the same run.
-           Ours, torch.nn.Transformer (wrapped), Hugging Face MarianMTModel.
+           Ours (also with the chunked loss, and with activation checkpointing), torch.nn.Transformer
+           (wrapped), Hugging Face MarianMTModel.
   decode   sentences/s translating 64 sentences to exactly 32 tokens, beam 1 and beam 4. Ours (generate),
            HF generate (use_cache=True), CTranslate2 float32 and int8 (converted from the same Marian
            weights), and nn.Transformer greedy without a cache (beam 1 only).
@@ -143,6 +144,10 @@ def build_trainer(impl: str, size: dict[str, int], batches: list[Batch]) -> Trai
     if impl == "ours, chunked loss":
         model, loss = build_ours(size), chunked_loss_fn()
         return Trainer(model, lambda s, ti, to: loss(model, s, ti, to), [(b.src, b.tgt_in, b.tgt_out) for b in batches])
+    if impl == "ours, recompute":  # the chunked loss and activation checkpointing (train.recompute)
+        model, loss = build_ours(size), chunked_loss_fn()
+        model.recompute_layers(True)
+        return Trainer(model, lambda s, ti, to: loss(model, s, ti, to), [(b.src, b.tgt_in, b.tgt_out) for b in batches])
     if impl == "nn.Transformer":
         model = build_nn(size)
         return Trainer(model, lambda s, ti, to: smoothed_loss(model(s, ti), to, PAD),
@@ -172,6 +177,10 @@ def training_impls(families: list[str]) -> tuple[list[str], dict[str, str]]:
         impls.append("ours, chunked loss")
     else:
         missing["ours, chunked loss"] = "transformer.training.loss.label_smoothed_loss is not there"
+    if "recompute" in families and chunked_loss_fn() is not None and hasattr(Transformer, "recompute_layers"):
+        impls.append("ours, recompute")
+    elif "recompute" in families:
+        missing["ours, recompute"] = "Transformer.recompute_layers is not there"
     if "nn" in families:
         impls.append("nn.Transformer")
     if "hf" in families and optional_import("transformers") is not None:
@@ -511,9 +520,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default="tiny,base", help=f"comma-separated, of {','.join(SIZES)}")
     p.add_argument("--parts", default="train,decode,peak", help="comma-separated, of train,decode,peak,profile")
-    p.add_argument("--impls", default="ours,nn,hf,ct2",
-                   help="families to run (ours always): nn = torch.nn.Transformer, hf = Hugging Face Marian, "
-                   "ct2 = CTranslate2")
+    p.add_argument("--impls", default="ours,recompute,nn,hf,ct2",
+                   help="families to run (ours always): recompute = ours with activation checkpointing (training "
+                   "only), nn = torch.nn.Transformer, hf = Hugging Face Marian, ct2 = CTranslate2")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch (and CTranslate2) threads")
     p.add_argument("--warmup", type=int, default=1)
@@ -537,7 +546,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.impls = [s for s in args.impls.split(",") if s]
     unknown = [s for s in args.sizes if s not in SIZES] + [
         s for s in args.parts if s not in ("train", "decode", "peak", "profile")] + [
-        s for s in args.impls if s not in ("ours", "nn", "hf", "ct2")]
+        s for s in args.impls if s not in ("ours", "recompute", "nn", "hf", "ct2")]
     if unknown:
         p.error(f"unknown size(s), part(s) or implementation(s): {unknown}")
     return args

@@ -34,7 +34,7 @@ def test_bench_toy_run_writes_complete_json(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "measure_peak", peak_in_process)
     out = tmp_path / "bench.json"
     bench.main([
-        "--sizes", "toy", "--parts", "train,decode,peak", "--impls", "ours,nn", "--threads", "1",
+        "--sizes", "toy", "--parts", "train,decode,peak", "--impls", "ours,recompute,nn", "--threads", "1",
         "--reps", "1", "--warmup", "0",
         "--train-tokens", "400", "--train-batches", "1", "--decode-sentences", "3", "--decode-len", "4",
         "--beams", "1,2", "--matmul-n", "64", "--json", str(out),
@@ -50,7 +50,8 @@ def test_bench_toy_run_writes_complete_json(tmp_path, monkeypatch):
     assert {("decode", "beam 1", "ours"), ("decode", "beam 2", "ours"),
             ("decode", "beam 1", "nn.Transformer, no cache")} <= rows
     trained = {impl for part, _, impl in rows if part == "train"}
-    assert {"ours", "nn.Transformer"} <= trained <= {"ours", "ours, chunked loss", "nn.Transformer"}
+    assert {"ours", "ours, recompute", "nn.Transformer"} <= trained <= {"ours", "ours, chunked loss",
+                                                                        "ours, recompute", "nn.Transformer"}
     for r in report["results"]:
         assert r["size"] == "toy"
         assert len(r["times_s"]) == 1 and r["median_s"] > 0 and r["throughput"] > 0 and math.isfinite(r["throughput"])
