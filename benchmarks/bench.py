@@ -141,12 +141,10 @@ def build_trainer(impl: str, size: dict[str, int], batches: list[Batch]) -> Trai
         model = build_ours(size)
         return Trainer(model, lambda s, ti, to: smoothed_loss(model(s, ti), to, PAD),
                        [(b.src, b.tgt_in, b.tgt_out) for b in batches])
-    if impl == "ours, chunked loss":
+    if impl in ("ours, chunked loss", "ours, recompute"):  # recompute: also activation checkpointing
         model, loss = build_ours(size), chunked_loss_fn()
-        return Trainer(model, lambda s, ti, to: loss(model, s, ti, to), [(b.src, b.tgt_in, b.tgt_out) for b in batches])
-    if impl == "ours, recompute":  # the chunked loss and activation checkpointing (train.recompute)
-        model, loss = build_ours(size), chunked_loss_fn()
-        model.recompute_layers(True)
+        if impl == "ours, recompute":
+            model.recompute_layers(True)
         return Trainer(model, lambda s, ti, to: loss(model, s, ti, to), [(b.src, b.tgt_in, b.tgt_out) for b in batches])
     if impl == "nn.Transformer":
         model = build_nn(size)

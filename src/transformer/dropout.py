@@ -87,9 +87,10 @@ def relu_dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
     (d_ff) is held once, where relu and dropout apart also keep relu's output and the drop mask: 4 bytes an
     element instead of 9, and two fewer passes over it.
     """
-    if not training or x.device.type != "cpu" or rounded_p(p) == 0.0:
+    q = rounded_p(p)
+    if not training or x.device.type != "cpu" or q == 0.0:
         return dropout(F.relu(x), p, training)
-    return _ReluApplyMask.apply(x, drop_mask(x.shape, p, x.device), 1.0 / (1.0 - rounded_p(p)))
+    return _ReluApplyMask.apply(x, drop_mask(x.shape, p, x.device), 1.0 / (1.0 - q))
 
 
 class Dropout(nn.Module):
