@@ -18,6 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .dropout import dropout
+from .packing import Packing
+
 
 def _sdpa_zeroes_empty_rows() -> bool:
     """Whether this torch's fused attention already returns zeros for fully masked rows."""
@@ -50,24 +53,37 @@ def attention_reference(
     return weights @ v, weights
 
 
-# Queries per row up to which the CPU takes ``few_query_attention`` rather than the fused kernel.
+# On the CPU the fused kernel's blocking is built for long sequences; up to these lengths the formula in two
+# batched matmuls (``explicit_attention``) is faster. Measured on 2 cores (benchmarks/bench.py profiles):
+# one query per row (a decoding step), and training (forward + backward) with up to 64 keys, where the
+# fused backward is 1.4-1.8x slower than autograd through the formula (B x 4 heads x 15-64 tokens).
 EXPLICIT_MAX_QUERIES = 1
+EXPLICIT_MAX_KEYS_TRAINING = 64
 
 
-def few_query_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
-    """The formula for a few queries per row (a decoding step), without dropout or weights.
+def explicit_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, dropout_p: float = 0.0) -> Tensor:
+    """The formula in two batched matmuls, without returning the weights; dropout on the weights.
 
-    On the CPU two small batched matmuls can beat the fused kernel here, whose blocking is built for long
-    queries. Fully masked rows give zeros, as everywhere.
+    Fully masked rows give zeros, as everywhere.
     Shapes: q (B, H, Tq, Dh), k and v (B, H, Tk, Dh), mask (B|1, 1|H, Tq|1, Tk) bool -> (B, H, Tq, Dh).
     """
     scores = torch.matmul(q, k.transpose(-2, -1)).mul_(1.0 / math.sqrt(q.size(-1)))  # (B, H, Tq, Tk)
     if mask is None:
-        return torch.matmul(torch.softmax(scores, dim=-1), v)
+        return torch.matmul(dropout(torch.softmax(scores, dim=-1), dropout_p), v)
     blocked = ~mask
     scores.masked_fill_(blocked, torch.finfo(scores.dtype).min)
-    out = torch.matmul(torch.softmax(scores, dim=-1), v)  # (B, H, Tq, Dh)
-    return out.masked_fill_(blocked.all(dim=-1, keepdim=True), 0.0)
+    out = torch.matmul(dropout(torch.softmax(scores, dim=-1), dropout_p), v)  # (B, H, Tq, Dh)
+    empty = blocked.all(dim=-1, keepdim=True)  # (B|1, 1|H, Tq|1, 1)
+    return out.masked_fill_(empty, 0.0) if bool(empty.any()) else out
+
+
+def _explicit_is_faster(q: Tensor, k: Tensor) -> bool:
+    if q.device.type != "cpu":
+        return False
+    if q.size(-2) <= EXPLICIT_MAX_QUERIES:
+        return True
+    training = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad)
+    return training and k.size(-2) <= EXPLICIT_MAX_KEYS_TRAINING
 
 
 def scaled_dot_product_attention(
@@ -78,7 +94,8 @@ def scaled_dot_product_attention(
     dropout_p: float = 0.0,
     need_weights: bool = False,
 ) -> tuple[Tensor, Tensor | None]:
-    """softmax(Q K^T / sqrt(d_k)) V, by the fused kernel unless the weights are asked for.
+    """softmax(Q K^T / sqrt(d_k)) V, by the fused kernel unless the weights are asked for or the CPU
+    does short sequences faster by ``explicit_attention``.
 
     Args:
         q, k, v: queries, keys and values per head.
@@ -90,8 +107,8 @@ def scaled_dot_product_attention(
     """
     if need_weights:
         return attention_reference(q, k, v, mask, dropout_p)
-    if q.size(-2) <= EXPLICIT_MAX_QUERIES and q.device.type == "cpu" and dropout_p == 0.0:
-        return few_query_attention(q, k, v, mask), None
+    if _explicit_is_faster(q, k):
+        return explicit_attention(q, k, v, mask, dropout_p), None
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
     if mask is not None and not _SDPA_ZEROES_EMPTY_ROWS:
         out = out.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)
@@ -121,13 +138,17 @@ class MultiHeadAttention(nn.Module):
         b, t, _ = x.shape
         return x.view(b, t, self.n_heads, self.d_head).transpose(1, 2)
 
-    def project_kv(self, memory: Tensor) -> tuple[Tensor, Tensor]:
-        """Keys and values of a memory, computed once per source for cross-attention.
+    def project_kv(self, memory: Tensor, packing: Packing | None = None) -> tuple[Tensor, Tensor]:
+        """Keys and values of a memory, computed once per source for cross-attention; with ``packing``
+        (of the memory's real positions) only at those, zeros elsewhere.
 
         Shapes: memory (B, S, D) -> k, v (B, H, S, Dh).
         """
         d = self.d_model
-        kv = F.linear(memory, self.w_qkv.weight[d:], self.w_qkv.bias[d:])  # (B, S, 2D)
+        if packing is None:
+            kv = F.linear(memory, self.w_qkv.weight[d:], self.w_qkv.bias[d:])  # (B, S, 2D)
+        else:
+            kv = packing.unpack(F.linear(packing.pack(memory), self.w_qkv.weight[d:], self.w_qkv.bias[d:]))
         k, v = kv.split(d, dim=-1)
         return self.split_heads(k), self.split_heads(v)
 
@@ -136,9 +157,10 @@ class MultiHeadAttention(nn.Module):
         d = self.d_model
         return self.split_heads(F.linear(x, self.w_qkv.weight[:d], self.w_qkv.bias[:d]))
 
-    def project_qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Self-attention projections in one matmul: (B, T, D) -> 3 x (B, H, T, Dh)."""
-        q, k, v = self.w_qkv(x).split(self.d_model, dim=-1)  # 3 x (B, T, D)
+    def project_qkv(self, x: Tensor, projected: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+        """Self-attention projections in one matmul: (B, T, D) -> 3 x (B, H, T, Dh); ``projected``: x is
+        already ``w_qkv``'s output, (B, T, 3D)."""
+        q, k, v = (x if projected else self.w_qkv(x)).split(self.d_model, dim=-1)  # 3 x (B, T, D)
         return self.split_heads(q), self.split_heads(k), self.split_heads(v)
 
     def attend(
@@ -152,6 +174,13 @@ class MultiHeadAttention(nn.Module):
         Shapes: q (R, H, Tq, Dh) with R = g * B, k and v (B, H, Tk, Dh) -> (R, Tq, D), weights (R, H, Tq, Tk)
         or None.
         """
+        heads, weights = self.attend_heads(q, k, v, mask, need_weights)
+        return self.w_o(heads), weights
+
+    def attend_heads(
+        self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, need_weights: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        """``attend`` without W_O: the heads' outputs concatenated, (R, Tq, D), and the weights or None."""
         p = self.dropout if self.training else 0.0
         rows, heads, t, d_head = q.shape
         g = rows // k.size(0) if k.size(0) else 1
@@ -162,8 +191,7 @@ class MultiHeadAttention(nn.Module):
             out = out.view(-1, heads, g, t, d_head).transpose(1, 2).reshape(rows, heads, t, d_head)
             if weights is not None:
                 weights = weights.view(-1, heads, g, t, k.size(2)).transpose(1, 2).reshape(rows, heads, t, -1)
-        out = out.transpose(1, 2).reshape(rows, t, self.d_model)  # (R, Tq, D)
-        return self.w_o(out), weights
+        return out.transpose(1, 2).reshape(rows, t, self.d_model), weights  # (R, Tq, D)
 
     def forward(
         self,
@@ -171,15 +199,27 @@ class MultiHeadAttention(nn.Module):
         memory: Tensor | None = None,
         mask: Tensor | None = None,
         need_weights: bool = False,
+        packing: Packing | None = None,
+        memory_packing: Packing | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Self-attention when ``memory`` is None, else attention of ``query`` over ``memory``.
 
-        Shapes: query (B, Tq, D), memory (B, Tk, D), mask broadcastable to (B, H, Tq, Tk)
-        -> (B, Tq, D), weights (B, H, Tq, Tk) or None.
+        ``packing`` (self-attention): ``query`` holds only the real positions of a (B, T) batch, packed
+        (``transformer.packing``), and so does the output. ``memory_packing``: keys and values are projected
+        at the memory's real positions only.
+
+        Shapes: query (B, Tq, D) or packed (N, D), memory (B, Tk, D), mask broadcastable to (B, H, Tq, Tk)
+        -> (B, Tq, D) or packed (N, D), weights (B, H, Tq, Tk) or None.
         """
+        if packing is not None:
+            if memory is not None or need_weights:
+                raise ValueError("packed queries are for self-attention without weights")
+            q, k, v = self.project_qkv(packing.unpack(self.w_qkv(query)), projected=True)  # 3 x (B, H, T, Dh)
+            heads, _ = self.attend_heads(q, k, v, mask)  # (B, T, D)
+            return self.w_o(packing.pack(heads)), None
         if memory is None:
             q, k, v = self.project_qkv(query)
         else:
             q = self.project_q(query)
-            k, v = self.project_kv(memory)
+            k, v = self.project_kv(memory, memory_packing)
         return self.attend(q, k, v, mask, need_weights)

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from .attention import MultiHeadAttention
 from .dropout import Dropout
 from .feed_forward import PositionwiseFeedForward
+from .packing import Packing
 
 
 class Residual(nn.Module):
@@ -56,12 +57,17 @@ class EncoderLayer(nn.Module):
         self.attn_block = Residual(d_model, dropout, norm_first, eps)
         self.ff_block = Residual(d_model, dropout, norm_first, eps)
 
-    def forward(self, x: Tensor, src_mask: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
-        """x (B, S, D), src_mask (B, 1, 1, S) -> (B, S, D), weights (B, H, S, S) or None."""
+    def forward(
+        self, x: Tensor, src_mask: Tensor, need_weights: bool = False, packing: Packing | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """x (B, S, D), src_mask (B, 1, 1, S) -> (B, S, D), weights (B, H, S, S) or None.
+
+        With ``packing`` x holds only the real positions, (N, D), and so does the output.
+        """
         weights: list[Tensor | None] = [None]
 
         def attend(h: Tensor) -> Tensor:
-            out, weights[0] = self.self_attn(h, mask=src_mask, need_weights=need_weights)
+            out, weights[0] = self.self_attn(h, mask=src_mask, need_weights=need_weights, packing=packing)
             return out
 
         x = self.attn_block(x, attend)
@@ -93,9 +99,16 @@ class DecoderLayer(nn.Module):
         self.ff_block = Residual(d_model, dropout, norm_first, eps)
 
     def forward(
-        self, x: Tensor, memory: Tensor, tgt_mask: Tensor, src_mask: Tensor, need_weights: bool = False
+        self,
+        x: Tensor,
+        memory: Tensor,
+        tgt_mask: Tensor,
+        src_mask: Tensor,
+        need_weights: bool = False,
+        memory_packing: Packing | None = None,
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """Teacher-forced pass over a whole target.
+        """Teacher-forced pass over a whole target; with ``memory_packing`` the cross-attention keys and
+        values are projected at the memory's real positions only.
 
         Shapes: x (B, T, D), memory (B, S, D), tgt_mask (B, 1, T, T), src_mask (B, 1, 1, S)
         -> (B, T, D), self weights (B, H, T, T) or None, cross weights (B, H, T, S) or None.
@@ -107,7 +120,8 @@ class DecoderLayer(nn.Module):
             return out
 
         def cross_attend(h: Tensor) -> Tensor:
-            out, weights[1] = self.cross_attn(h, memory, mask=src_mask, need_weights=need_weights)
+            out, weights[1] = self.cross_attn(
+                h, memory, mask=src_mask, need_weights=need_weights, memory_packing=memory_packing)
             return out
 
         x = self.self_block(x, self_attend)

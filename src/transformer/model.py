@@ -17,6 +17,7 @@ from .config import TransformerConfig
 from .embeddings import PositionalEncoding, TokenEmbedding
 from .layers import DecoderLayer, EncoderLayer
 from .masks import source_mask, target_mask
+from .packing import Packing
 
 
 @dataclass(frozen=True)
@@ -52,18 +53,25 @@ class Encoder(nn.Module):
         self.recompute = False  # see Transformer.recompute_layers
 
     def forward(self, x: Tensor, src_mask: Tensor, need_weights: bool = False) -> tuple[Tensor, list[Tensor]]:
-        """x (B, S, D), src_mask (B, 1, 1, S) -> (B, S, D), [weights (B, H, S, S)] if asked."""
+        """x (B, S, D), src_mask (B, 1, 1, S) -> (B, S, D), [weights (B, H, S, S)] if asked.
+
+        Where the batch is mostly padding the layers run on its real positions only (``transformer.packing``);
+        the output is then zero at padding positions.
+        """
+        packing = None if need_weights else Packing.of(src_mask[:, 0, 0, :])
+        if packing is not None:
+            x = packing.pack(x)  # (N, D)
         weights = []
         for layer in self.layers:
             if _recomputing(self.recompute, need_weights):
-                x, w = checkpoint(layer, x, src_mask, use_reentrant=False)
+                x, w = checkpoint(layer, x, src_mask, False, packing, use_reentrant=False)
             else:
-                x, w = layer(x, src_mask, need_weights)
+                x, w = layer(x, src_mask, need_weights, packing)
             if w is not None:
                 weights.append(w)
         if self.final_norm is not None:
             x = self.final_norm(x)
-        return x, weights
+        return (x if packing is None else packing.unpack(x)), weights
 
 
 class Decoder(nn.Module):
@@ -78,13 +86,19 @@ class Decoder(nn.Module):
     def forward(
         self, x: Tensor, memory: Tensor, tgt_mask: Tensor, src_mask: Tensor, need_weights: bool = False
     ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
-        """x (B, T, D), memory (B, S, D) -> (B, T, D), self weights [(B, H, T, T)], cross [(B, H, T, S)]."""
+        """x (B, T, D), memory (B, S, D) -> (B, T, D), self weights [(B, H, T, T)], cross [(B, H, T, S)].
+
+        Where the sources are mostly padding, the cross-attention keys and values are projected at their
+        real positions only (``transformer.packing``).
+        """
+        memory_packing = Packing.of(src_mask[:, 0, 0, :])
         self_weights, cross_weights = [], []
         for layer in self.layers:
             if _recomputing(self.recompute, need_weights):
-                x, sw, cw = checkpoint(layer, x, memory, tgt_mask, src_mask, use_reentrant=False)
+                x, sw, cw = checkpoint(
+                    layer, x, memory, tgt_mask, src_mask, False, memory_packing, use_reentrant=False)
             else:
-                x, sw, cw = layer(x, memory, tgt_mask, src_mask, need_weights)
+                x, sw, cw = layer(x, memory, tgt_mask, src_mask, need_weights, memory_packing)
             if sw is not None and cw is not None:
                 self_weights.append(sw)
                 cross_weights.append(cw)

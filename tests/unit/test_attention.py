@@ -12,7 +12,12 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from transformer.attention import MultiHeadAttention, few_query_attention, scaled_dot_product_attention
+from transformer.attention import (
+    EXPLICIT_MAX_KEYS_TRAINING,
+    MultiHeadAttention,
+    explicit_attention,
+    scaled_dot_product_attention,
+)
 from transformer.masks import causal_mask
 
 
@@ -118,13 +123,53 @@ def test_single_query_path_matches_the_formula_and_has_gradients(masked: bool) -
     assert weights is None
     torch.testing.assert_close(out.detach().double(), reference_attention(q.detach(), k.detach(), v.detach(), mask)[0],
                                atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(out, few_query_attention(q, k, v, mask))
+    torch.testing.assert_close(out, explicit_attention(q, k, v, mask))
     (out * torch.randn_like(out)).sum().backward()
     for name, t in (("q", q), ("k", k), ("v", v)):
         assert t.grad is not None and bool(t.grad.isfinite().all()), name
     fused = torch.nn.functional.scaled_dot_product_attention(q.detach(), k.detach(), v.detach(), attn_mask=mask)
     rows = slice(0, 2) if masked else slice(None)
     torch.testing.assert_close(out.detach()[rows], fused[rows], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("tk", [7, EXPLICIT_MAX_KEYS_TRAINING, EXPLICIT_MAX_KEYS_TRAINING + 1])
+@pytest.mark.parametrize("causal", [False, True])
+def test_training_path_matches_the_fused_kernel_values_and_gradients(tk: int, causal: bool) -> None:
+    # With gradients on the CPU, short keys take explicit_attention and longer ones the fused kernel: either
+    # way the output and the gradients of q, k and v are those of torch's kernel (our oracle here).
+    tq = tk if causal else 5
+    q, k, v = random_qkv(b=3, h=2, tq=tq, tk=tk, dh=8)
+    mask = causal_mask(tk) & random_mask(3, 1, tk) if causal else random_mask(3, tq, tk)
+    mask[..., 0] = True  # every row has a key, as in training, so the kernels agree everywhere
+    grad = torch.randn(3, 2, tq, 8)
+    results = []
+    for ours in (True, False):
+        leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+        if ours:
+            out, _ = scaled_dot_product_attention(*leaves, mask)
+        else:
+            out = torch.nn.functional.scaled_dot_product_attention(*leaves, attn_mask=mask)
+        out.backward(grad)
+        results.append([out.detach()] + [t.grad for t in leaves])
+    for name, a, b in zip(("out", "dq", "dk", "dv"), *results):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_explicit_attention_zeroes_empty_rows_and_drops_weights() -> None:
+    q, k, v = (t.requires_grad_() for t in random_qkv(b=2, h=2, tq=4, tk=6, dh=8))
+    mask = torch.ones(2, 1, 4, 6, dtype=torch.bool)
+    mask[1, :, 2] = False  # query 2 of sentence 1 may see nothing
+    out = explicit_attention(q, k, v, mask)
+    assert bool((out[1, :, 2] == 0).all()) and bool((out[0] != 0).all())
+    out.sum().backward()
+    assert all(bool(t.grad.isfinite().all()) for t in (q, k, v))
+    # dropout on the weights: rows of dropped weights no longer sum to one, in expectation they do
+    ones = torch.ones(1, 1, 2000, 1)
+    torch.manual_seed(0)
+    dropped = explicit_attention(torch.zeros(1, 1, 2000, 4), torch.zeros(1, 1, 8, 4), torch.ones(1, 1, 8, 1),
+                                 dropout_p=0.5)
+    assert not torch.equal(dropped, ones)
+    assert abs(float(dropped.mean()) - 1.0) < 0.05
 
 
 def test_paths_agree_with_a_causal_mask() -> None:
