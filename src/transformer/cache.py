@@ -25,6 +25,10 @@ class DecoderState:
     cross_v: Tensor  # (L, B, H, S, Dh)
     src_mask: Tensor  # (B, 1, 1, S) bool, True = may attend
     step: int  # number of target positions already in the cache
+    # The buffers ``reorder_within_sentences`` writes into (and the old ones become), so beam search's
+    # reorder neither allocates nor copies unwritten positions; None until the first reorder.
+    spare_k: Tensor | None = None  # (L, R, H, C, Dh)
+    spare_v: Tensor | None = None
 
     @property
     def capacity(self) -> int:
@@ -46,6 +50,8 @@ class DecoderState:
             cross_k=self.cross_k.index_select(1, sources),
             cross_v=self.cross_v.index_select(1, sources),
             src_mask=self.src_mask.index_select(0, sources),
+            spare_k=None,
+            spare_v=None,
         )
 
     def repeat_rows(self, k: int) -> DecoderState:
@@ -55,12 +61,24 @@ class DecoderState:
             self,
             self_k=self.self_k.repeat_interleave(k, dim=1),
             self_v=self.self_v.repeat_interleave(k, dim=1),
+            spare_k=None,
+            spare_v=None,
         )
 
     def reorder_within_sentences(self, rows: Tensor) -> DecoderState:
         """Beam search's reorder: ``rows`` (R,) moves rows only among the beams of one sentence, whose
-        cross-attention keys/values and source mask are the same, so only the self-attention cache moves."""
-        return replace(self, self_k=self.self_k.index_select(1, rows), self_v=self.self_v.index_select(1, rows))
+        cross-attention keys/values and source mask are the same, so only the self-attention cache moves.
+
+        Only the ``step`` written positions are copied, into the spare buffers, which the old buffers then
+        become: the old state must not be used afterwards."""
+        t = self.step
+        moved = []
+        for cache, spare in ((self.self_k, self.spare_k), (self.self_v, self.spare_v)):
+            if spare is None or spare.shape != cache.shape:
+                spare = torch.empty_like(cache)
+            torch.index_select(cache[:, :, :, :t], 1, rows, out=spare[:, :, :, :t])
+            moved.append(spare)
+        return replace(self, self_k=moved[0], self_v=moved[1], spare_k=self.self_k, spare_v=self.self_v)
 
     def ensure_capacity(self, capacity: int) -> DecoderState:
         """A state whose buffers hold at least ``capacity`` positions (doubling), data kept."""
@@ -68,7 +86,7 @@ class DecoderState:
             return self
         new = max(capacity, 2 * self.self_k.size(3))
         grow = lambda t: torch.cat([t, t.new_zeros(*t.shape[:3], new - t.size(3), t.size(4))], dim=3)  # noqa: E731
-        return replace(self, self_k=grow(self.self_k), self_v=grow(self.self_v))
+        return replace(self, self_k=grow(self.self_k), self_v=grow(self.self_v), spare_k=None, spare_v=None)
 
     def advance(self) -> DecoderState:
         return replace(self, step=self.step + 1)

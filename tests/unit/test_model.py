@@ -264,6 +264,24 @@ def test_reorder_within_sentences_equals_select_for_beam_moves() -> None:
         assert torch.equal(getattr(fast, name), getattr(full, name)), name
 
 
+def test_reorders_alternate_between_two_buffers_and_keep_the_written_positions() -> None:
+    torch.manual_seed(0)
+    cfg = TransformerConfig(src_vocab_size=13, tgt_vocab_size=13, d_model=16, n_heads=2, d_ff=32,
+                            n_encoder_layers=1, n_decoder_layers=2, dropout=0.0)
+    model = Transformer(cfg).eval()
+    src = torch.tensor([[5, 6, 7, 2], [8, 9, 2, 0]])
+    with torch.no_grad():
+        state = model.start_state(model.encode(src), model.source_mask(src), capacity=6).repeat_rows(2)
+        pointers = []
+        for _ in range(4):
+            _, state = model.decode_step(torch.randint(3, 13, (4,)), state)
+            expected = state.self_k[:, :, :, : state.step].index_select(1, torch.tensor([1, 1, 2, 3]))
+            state = state.reorder_within_sentences(torch.tensor([1, 1, 2, 3]))
+            assert torch.equal(state.self_k[:, :, :, : state.step], expected)
+            pointers.append(state.self_k.data_ptr())
+    assert pointers[0] == pointers[2] and pointers[1] == pointers[3] and pointers[0] != pointers[1]
+
+
 def test_shared_cross_attention_keys_equal_copied_ones() -> None:
     """repeat_rows keeps one copy of a sentence's cross-attention keys for its K beams, which attend as K
     queries; every step's logits must equal those of a state with the keys copied per beam, also after
