@@ -10,7 +10,8 @@ Parts (``--parts``; ``profile`` is extra, not in the default):
            (wrapped), Hugging Face MarianMTModel.
   decode   sentences/s translating 64 sentences to exactly 32 tokens, beam 1 and beam 4. Ours (generate),
            HF generate (use_cache=True), CTranslate2 float32 and int8 (converted from the same Marian
-           weights), and nn.Transformer greedy without a cache (beam 1 only).
+           weights; in a worker process of its own, see ``ct2_worker``), and nn.Transformer greedy
+           without a cache (beam 1 only).
   peak     peak memory of training steps, each model in a fresh subprocess (see ``memory_worker``).
   profile  torch.profiler of our training step and our greedy / beam-4 decoding: top ops by self CPU time.
 
@@ -191,22 +192,19 @@ def training_impls(families: list[str]) -> tuple[list[str], dict[str, str]]:
 # -- decoding ------------------------------------------------------------------------------------------
 
 
-def decode_models(size: dict[str, int], tmp: str, families: list[str], threads: int) -> dict:
-    """Every decoding implementation's model, in eval mode; CTranslate2's converted from the Marian one."""
+def decode_models(size: dict[str, int], tmp: str, families: list[str], threads: int, src: torch.Tensor) -> dict:
+    """Every decoding implementation's model, in eval mode; CTranslate2's converted from the Marian one and
+    loaded in a worker process of its own (``ct2_worker``: in this process it slowed PyTorch's decoding)."""
     models: dict = {OURS: build_ours(size).eval()}
     if "nn" in families:
         models["nn"] = build_nn(size).eval()
     if {"hf", "ct2"} & set(families) and optional_import("transformers") is not None:
         models["marian"] = build_marian(size).eval()
         if "ct2" in families and optional_import("ctranslate2") is not None:
-            import ctranslate2
+            from ct2_worker import Ct2Worker
 
             model_dir = peers.convert_to_ctranslate2(models["marian"], tmp)
-            for compute_type in ("float32", "int8"):
-                models[f"CT2 {compute_type}"] = ctranslate2.Translator(
-                    str(model_dir), device="cpu", compute_type=compute_type, intra_threads=threads,
-                    inter_threads=1,
-                )
+            models["ct2"] = Ct2Worker(model_dir, peers.ctranslate2_tokens(src), threads)
     return models
 
 
@@ -227,16 +225,10 @@ def decoders(models: dict, src: torch.Tensor, length: int, beam: int, families: 
             return out.size(1) - 1  # minus the decoder start token
 
         runners["HF generate"] = hf
-    tokens = peers.ctranslate2_tokens(src)
-    for name in ("CT2 float32", "CT2 int8"):
-        if name in models:
-
-            def ct2(translator=models[name]) -> int:
-                results = translator.translate_batch(tokens, beam_size=beam, min_decoding_length=length,
-                                                     max_decoding_length=length)
-                return min(len(r.hypotheses[0]) for r in results)
-
-            runners[name] = ct2
+    if "ct2" in models:
+        for compute_type in ("float32", "int8"):
+            runners[f"CT2 {compute_type}"] = (
+                lambda ct=compute_type: models["ct2"].translate(ct, beam, length))  # in its own process
     if beam == 1 and "nn" in models:
         nn_peer = models["nn"]
         runners["nn.Transformer, no cache"] = lambda: nn_peer.greedy_no_cache(src, length).size(1)
@@ -378,7 +370,7 @@ def run_decode(size_name: str, args: argparse.Namespace, report: dict) -> None:
     size = SIZES[size_name]
     src = workload.decode_sources(size["vocab"], args.decode_sentences)
     with tempfile.TemporaryDirectory() as tmp:
-        models = decode_models(size, tmp, args.impls, args.threads)
+        models = decode_models(size, tmp, args.impls, args.threads, src)
         for beam in args.beams:
             runners = decoders(models, src, args.decode_len, beam, args.impls)
             lengths = {name: run() for name, run in runners.items()}  # also a first warm-up
@@ -388,6 +380,8 @@ def run_decode(size_name: str, args: argparse.Namespace, report: dict) -> None:
                 add_row(report, size_name, "decode", f"beam {beam}", name, times[name], src.size(0), "sent/s",
                         out_tokens=lengths[name])
             del runners
+        if "ct2" in models:
+            models["ct2"].close()
         del models
         gc.collect()
 

@@ -115,30 +115,32 @@ def decode_sources(vocab: int, n_sentences: int, seed: int = 1) -> Tensor:
 
 FLOP_FORMULA = """\
 Training FLOPs of one batch = 3 x forward FLOPs (backward = 2 x forward: gradients of inputs and of weights),
-counting matmuls only, 2*m*n*k each, on the padded shapes actually computed (B sentences, S/T padded source/
-target lengths; attention over all S or T keys, the causal half not discounted):
-  encoder layer: 8*B*S*D^2 (Q,K,V,O projections) + 4*B*S^2*D (scores Q.K^T and weights.V) + 4*B*S*D*F (FFN)
-  decoder layer: 8*B*T*D^2 (self Q,K,V,O) + 4*B*T^2*D (self scores, sum) + 4*B*T*D^2 (cross Q,O)
-                 + 4*B*S*D^2 (cross K,V) + 4*B*T*S*D (cross scores, sum) + 4*B*T*D*F (FFN)
-  output projection: 2*B*T*D*V
+counting matmuls only, 2*m*n*k each, on the model's real tokens: padding is not counted, whether or not an
+implementation computes on it (model FLOPs, as MFU is usually defined). Per sentence i of s_i source and t_i
+target tokens; Ns = sum s_i, Nt = sum t_i; attention over all t_i keys, the causal half not discounted:
+  encoder layer: 8*Ns*D^2 (Q,K,V,O projections) + 4*sum(s_i^2)*D (scores Q.K^T and weights.V) + 4*Ns*D*F (FFN)
+  decoder layer: 8*Nt*D^2 (self Q,K,V,O) + 4*sum(t_i^2)*D (self scores, sum) + 4*Nt*D^2 (cross Q,O)
+                 + 4*Ns*D^2 (cross K,V) + 4*sum(t_i*s_i)*D (cross scores, sum) + 4*Nt*D*F (FFN)
+  output projection: 2*Nt*D*V
   forward = N_enc * encoder layer + N_dec * decoder layer + output projection
 MFU = (training FLOPs per second) / (measured float32 matmul peak, torch.matmul of n x n squares)."""
 
 
-def forward_flops(b: int, s: int, t: int, d: int, f: int, v: int, n_enc: int, n_dec: int) -> int:
-    """Matmul FLOPs of one forward pass, by ``FLOP_FORMULA``."""
-    enc = 8 * b * s * d * d + 4 * b * s * s * d + 4 * b * s * d * f
-    dec = 8 * b * t * d * d + 4 * b * t * t * d + 4 * b * t * d * d + 4 * b * s * d * d + 4 * b * t * s * d
-    dec += 4 * b * t * d * f
-    return n_enc * enc + n_dec * dec + 2 * b * t * d * v
+def forward_flops(s: Tensor, t: Tensor, d: int, f: int, v: int, n_enc: int, n_dec: int) -> int:
+    """Matmul FLOPs of one forward pass, by ``FLOP_FORMULA``: s, t (B,) int64 real source and target lengths."""
+    ns, nt = int(s.sum()), int(t.sum())
+    ss, tt, ts = int((s * s).sum()), int((t * t).sum()), int((t * s).sum())
+    enc = 8 * ns * d * d + 4 * ss * d + 4 * ns * d * f
+    dec = 8 * nt * d * d + 4 * tt * d + 4 * nt * d * d + 4 * ns * d * d + 4 * ts * d + 4 * nt * d * f
+    return n_enc * enc + n_dec * dec + 2 * nt * d * v
 
 
 def training_flops(batches: list[Batch], size: dict[str, int]) -> int:
     """Matmul FLOPs of forward + backward over ``batches``, by ``FLOP_FORMULA``."""
     total = 0
     for batch in batches:
-        (b, s), t = batch.src.shape, batch.tgt_in.size(1)
+        s, t = (batch.src != PAD).sum(1), (batch.tgt_out != PAD).sum(1)
         total += 3 * forward_flops(
-            b, s, t, size["d_model"], size["d_ff"], size["vocab"], size["n_layers"], size["n_layers"]
+            s, t, size["d_model"], size["d_ff"], size["vocab"], size["n_layers"], size["n_layers"]
         )
     return total

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .dropout import dropout
+from .linear import Linear
 from .packing import Packing
 
 
@@ -131,8 +132,8 @@ class MultiHeadAttention(nn.Module):
         self.n_heads = n_heads
         self.d_head = d_model // n_heads
         self.dropout = dropout
-        self.w_qkv = nn.Linear(d_model, 3 * d_model)
-        self.w_o = nn.Linear(d_model, d_model)
+        self.w_qkv = Linear(d_model, 3 * d_model)
+        self.w_o = Linear(d_model, d_model)
 
     def split_heads(self, x: Tensor) -> Tensor:
         """(B, T, D) -> (B, H, T, Dh)."""
@@ -147,16 +148,16 @@ class MultiHeadAttention(nn.Module):
         """
         d = self.d_model
         if packing is None:
-            kv = F.linear(memory, self.w_qkv.weight[d:], self.w_qkv.bias[d:])  # (B, S, 2D)
+            kv = self.w_qkv.rows(memory, d, 3 * d)  # (B, S, 2D)
         else:
-            kv = packing.unpack(F.linear(packing.pack(memory), self.w_qkv.weight[d:], self.w_qkv.bias[d:]))
+            kv = packing.unpack(self.w_qkv.rows(packing.pack(memory), d, 3 * d))
         k, v = kv.split(d, dim=-1)
         return self.split_heads(k), self.split_heads(v)
 
     def project_q(self, x: Tensor) -> Tensor:
         """(B, T, D) -> (B, H, T, Dh)."""
         d = self.d_model
-        return self.split_heads(F.linear(x, self.w_qkv.weight[:d], self.w_qkv.bias[:d]))
+        return self.split_heads(self.w_qkv.rows(x, 0, d))
 
     def project_qkv(self, x: Tensor, projected: bool = False) -> tuple[Tensor, Tensor, Tensor]:
         """Self-attention projections in one matmul: (B, T, D) -> 3 x (B, H, T, Dh); ``projected``: x is

@@ -16,6 +16,7 @@ from .cache import DecoderState
 from .config import TransformerConfig
 from .embeddings import PositionalEncoding, TokenEmbedding
 from .layers import DecoderLayer, EncoderLayer
+from .linear import PackedWeights
 from .masks import source_mask, target_mask
 from .packing import Packing
 
@@ -144,6 +145,7 @@ class Transformer(nn.Module):
         self.output_weight = (
             self.tgt_embed.weight if cfg.tie_output else nn.Parameter(torch.empty(cfg.tgt_vocab_size, cfg.d_model))
         )
+        self.output_packed = PackedWeights()  # oneDNN copy of output_weight for CPU inference (transformer.linear)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -183,7 +185,7 @@ class Transformer(nn.Module):
 
     def project(self, hidden: Tensor) -> Tensor:
         """Pre-softmax linear transformation: (..., D) -> (..., V)."""
-        return hidden @ self.output_weight.t()
+        return self.output_packed.linear(hidden, self.output_weight, None)
 
     def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
         """Logits of every next token: src (B, S), tgt_in (B, T) int64 -> (B, T, V)."""

@@ -1,0 +1,75 @@
+"""transformer.linear: nn.Linear with oneDNN-prepacked weights for CPU inference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import transformer.linear as linear_module
+from transformer.linear import Linear, PackedWeights, set_packed_inference
+
+
+@pytest.fixture(autouse=True)
+def packed_on():
+    set_packed_inference(True)
+    yield
+    set_packed_inference(True)
+
+
+@pytest.mark.parametrize("shape", [(5, 16), (3, 1, 16), (2, 7, 16)])
+def test_inference_equals_f_linear(shape: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    layer = Linear(16, 24)
+    x = torch.randn(*shape)
+    with torch.inference_mode():
+        out = layer(x)
+        part = layer.rows(x, 8, 24)
+    assert out.shape == (*shape[:-1], 24)
+    torch.testing.assert_close(out, F.linear(x, layer.weight, layer.bias), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(part, F.linear(x, layer.weight[8:], layer.bias[8:]), atol=1e-5, rtol=1e-5)
+
+
+def test_the_packed_path_is_taken_and_follows_weight_updates() -> None:
+    if not linear_module._onednn_works():
+        pytest.skip("this torch has no working oneDNN linear operators: the plain path is used throughout")
+    torch.manual_seed(0)
+    layer = Linear(8, 4)
+    x = torch.randn(3, 8)
+    with torch.no_grad():
+        before = layer(x)
+        assert len(layer.packed._entries) == 1  # packed once, kept
+        layer(x)
+        assert len(layer.packed._entries) == 1
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.5)
+    layer(x).sum().backward()  # with autograd: plain F.linear, gradients as usual
+    assert layer.weight.grad is not None
+    optimizer.step()  # an in-place update: the packed copy must be remade
+    with torch.no_grad():
+        after = layer(x)
+        torch.testing.assert_close(after, F.linear(x, layer.weight, layer.bias), atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(after, before)
+        layer.load_state_dict({"weight": torch.zeros(4, 8), "bias": torch.ones(4)})
+        torch.testing.assert_close(layer(x), torch.ones(3, 4))
+
+
+def test_switched_off_or_with_autograd_it_is_exactly_f_linear() -> None:
+    torch.manual_seed(0)
+    layer = Linear(8, 4)
+    x = torch.randn(3, 8, requires_grad=True)
+    out = layer(x)
+    assert torch.equal(out, F.linear(x, layer.weight, layer.bias))
+    out.sum().backward()
+    assert x.grad is not None
+    set_packed_inference(False)
+    with torch.no_grad():
+        assert torch.equal(layer(x), F.linear(x, layer.weight, layer.bias))
+    assert not layer.packed._entries  # freed when switched off
+
+
+def test_state_dict_is_that_of_nn_linear() -> None:
+    assert set(Linear(3, 2).state_dict()) == set(torch.nn.Linear(3, 2).state_dict())
+    assert set(Linear(3, 2, bias=False).state_dict()) == {"weight"}
+    cache = PackedWeights()
+    with torch.no_grad():
+        torch.testing.assert_close(cache.linear(torch.ones(2, 3), torch.ones(4, 3), None), torch.full((2, 4), 3.0))
