@@ -54,6 +54,22 @@ class DecoderState:
             spare_v=None,
         )
 
+    def select_sources(self, sources: Tensor) -> DecoderState:
+        """Keep (and reorder) source rows together with all g decoder rows of each: ``sources`` (B',) int64
+        indices into B. Cross-attention keys/values stay shared (g rows per source)."""
+        g = self.rows_per_source
+        rows = (sources[:, None] * g + torch.arange(g, device=sources.device)).view(-1)  # (B' g,)
+        return replace(
+            self,
+            self_k=self.self_k.index_select(1, rows),
+            self_v=self.self_v.index_select(1, rows),
+            cross_k=self.cross_k.index_select(1, sources),
+            cross_v=self.cross_v.index_select(1, sources),
+            src_mask=self.src_mask.index_select(0, sources),
+            spare_k=None,
+            spare_v=None,
+        )
+
     def repeat_rows(self, k: int) -> DecoderState:
         """Every decoder row k times, consecutively (R -> R * k: beam search's beams). Cross-attention
         keys/values and the source mask are not copied: each source row now serves g * k decoder rows."""

@@ -292,3 +292,37 @@ def test_unlikely_early_eos_does_not_end_the_search(beam_size: int, alpha: float
     assert gen.scores[0, 0].item() == pytest.approx(logp(0.97, 0.97, 0.97, 0.97, 1.0) / lp(5, alpha), rel=1e-5)
     greedy = greedy_search(StubModel(CONFIDENT), SRC)
     assert torch.equal(greedy.tokens, gen.tokens)
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_sentences_that_end_leave_the_batch_without_changing_any_result(
+    beam_size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A real model and sources of very different lengths, so different default limits (source length + 50):
+    # sentences end at different steps (a random model rarely says EOS), and the batch shrinks (as soon as
+    # one has ended) or never does; every output must be the same.
+    import transformer.decoding.beam as beam_module
+    import transformer.decoding.greedy as greedy_module
+    from transformer import Transformer, TransformerConfig
+
+    torch.manual_seed(0)
+    cfg = TransformerConfig(src_vocab_size=17, tgt_vocab_size=17, d_model=16, n_heads=2, d_ff=32,
+                            n_encoder_layers=1, n_decoder_layers=2, dropout=0.0)
+    model = Transformer(cfg).eval()
+    lengths = [2, 9, 4, 1, 7, 3]
+    src = torch.zeros(len(lengths), max(lengths) + 1, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        src[row, :n] = torch.randint(3, 17, (n,))
+        src[row, n] = 2
+    runs = []
+    for fraction in (0.0, 2.0):  # drop at once / never
+        monkeypatch.setattr(beam_module, "DROP_FINISHED_FRACTION", fraction)
+        monkeypatch.setattr(greedy_module, "DROP_FINISHED_FRACTION", fraction)
+        if beam_size == 1:
+            runs.append(greedy_search(model, src))
+        else:
+            runs.append(beam_search(model, src, beam_size=beam_size, n_best=2))
+    dropped, kept = runs
+    assert len(set(dropped.lengths[:, 0].tolist())) > 1  # the sentences did end at different steps
+    assert torch.equal(dropped.tokens, kept.tokens) and torch.equal(dropped.lengths, kept.lengths)
+    torch.testing.assert_close(dropped.scores, kept.scores, atol=1e-5, rtol=1e-5)

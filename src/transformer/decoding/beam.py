@@ -7,7 +7,8 @@ at least n_best finished), so beam size 1 is exactly greedy decoding, or when no
 beat its K-th finished one. (Stopping at K finished, as fairseq does, lets confident models fill the
 finished set with unlikely early EOS hypotheses before the best one ends.)
 
-Shapes: B batch, K beam size, V vocabulary, L most output tokens, R = B * K rows of the cache.
+Shapes: B batch, K beam size, V vocabulary, L most output tokens, R = B * K rows of the cache, A sentences
+not yet done (done ones leave the batch, ``DROP_FINISHED_FRACTION``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from torch import Tensor
 
 from .common import Generation, Seq2Seq, check_source, next_log_probs, output_limits, strip_eos
 from .length_penalty import length_penalty as gnmt_length_penalty
+
+# Sentences that are done leave the batch once at least this fraction of those still decoded are done
+# (each time the cache is copied once).
+DROP_FINISHED_FRACTION = 0.25
 
 
 def _merge_finished(
@@ -75,40 +80,53 @@ def beam_search(
     state = model.start_state(model.encode(src), model.source_mask(src), capacity=steps)
     state = state.repeat_rows(k)  # B * K decoder rows (sentence-major); cross keys stay B rows
 
+    # The loop runs on the A sentences not yet done (A = B at first); ``sentence`` maps them to the batch,
+    # and a sentence's finished set moves to ``best_scores``/``best_seqs`` when it leaves.
+    sentence = torch.arange(b, device=dev)  # (A,)
     scores = torch.full((b, k), -torch.inf, device=dev)
     scores[:, 0] = 0.0  # all beams start identical: let only the first one expand
     seqs = torch.full((b, k, steps), cfg.pad_id, dtype=torch.long, device=dev)
     fin_scores = torch.full((b, k), -torch.inf, device=dev)
     fin_seqs = seqs.clone()
+    best_scores, best_seqs = fin_scores.clone(), fin_seqs.clone()  # (B, K), (B, K, L)
     tokens = torch.full((b * k,), cfg.bos_id, dtype=torch.long, device=dev)
-    sentence_rows = torch.arange(b, device=dev)[:, None] * k  # (B, 1)
     first_k = torch.arange(2 * k, device=dev)[None] < k  # (1, 2K)
     done = torch.zeros(b, dtype=torch.bool, device=dev)
 
     for t in range(steps):
         logits, state = model.decode_step(tokens, state)
-        logp = next_log_probs(logits, t, min_len, cfg.pad_id, cfg.bos_id, cfg.eos_id)  # (R, V)
+        logp = next_log_probs(logits, t, min_len, cfg.pad_id, cfg.bos_id, cfg.eos_id)  # (A K, V)
         vocab = logp.size(-1)
-        cand = (scores[:, :, None] + logp.view(b, k, vocab)).view(b, k * vocab)  # (B, K*V)
-        top_scores, top_idx = cand.topk(2 * k, dim=1)  # (B, 2K)
-        origin, cand_tok = top_idx // vocab, top_idx % vocab  # (B, 2K) each
-        cand_seqs = seqs.gather(1, origin[:, :, None].expand(-1, -1, steps)).clone()  # (B, 2K, L)
+        cand = (scores[:, :, None] + logp.view(-1, k, vocab)).view(-1, k * vocab)  # (A, K*V)
+        top_scores, top_idx = cand.topk(2 * k, dim=1)  # (A, 2K)
+        origin, cand_tok = top_idx // vocab, top_idx % vocab  # (A, 2K) each
+        cand_seqs = seqs.gather(1, origin[:, :, None].expand(-1, -1, steps)).clone()  # (A, 2K, L)
         cand_seqs[:, :, t] = cand_tok
 
-        ends = (cand_tok == cfg.eos_id) | (t + 1 >= limits)  # (B, 2K)
+        ends = (cand_tok == cfg.eos_id) | (t + 1 >= limits)  # (A, 2K)
         newly = ends & first_k & (top_scores > -torch.inf) & ~done[:, None]
         lp = gnmt_length_penalty(t + 1, length_penalty)  # |Y| counts the EOS (or last) token
         cand_norm = torch.where(newly, top_scores / lp, -torch.inf)
         fin_scores, fin_seqs = _merge_finished(fin_scores, fin_seqs, cand_norm, cand_seqs, k)
 
-        go_on = torch.where(ends, -torch.inf, top_scores)  # (B, 2K)
-        scores, pick = go_on.topk(k, dim=1)  # (B, K): the K best that did not end
+        go_on = torch.where(ends, -torch.inf, top_scores)  # (A, 2K)
+        scores, pick = go_on.topk(k, dim=1)  # (A, K): the K best that did not end
         seqs = cand_seqs.gather(1, pick[:, :, None].expand(-1, -1, steps))
         tokens = cand_tok.gather(1, pick).view(-1)
         done |= _sentence_done(ends[:, 0], fin_scores, scores[:, 0], limits[:, 0], n_best, length_penalty)
-        if t + 1 == steps or bool(done.all()):
+        n_done = int(done.sum())
+        if t + 1 == steps or n_done == done.numel():
             break
+        sentence_rows = torch.arange(done.numel(), device=dev)[:, None] * k  # (A, 1)
         state = state.reorder_within_sentences((sentence_rows + origin.gather(1, pick)).view(-1))
+        if n_done >= DROP_FINISHED_FRACTION * done.numel():  # done sentences leave the batch
+            left, keep = done.nonzero().squeeze(1), (~done).nonzero().squeeze(1)
+            best_scores[sentence[left]], best_seqs[sentence[left]] = fin_scores[left], fin_seqs[left]
+            sentence, scores, seqs, fin_scores, fin_seqs, limits, done = (
+                x[keep] for x in (sentence, scores, seqs, fin_scores, fin_seqs, limits, done))
+            tokens = tokens.view(-1, k)[keep].view(-1)
+            state = state.select_sources(keep)
 
-    out, lengths = strip_eos(fin_seqs[:, :n_best], cfg.eos_id, cfg.pad_id)
-    return Generation(tokens=out, scores=fin_scores[:, :n_best], lengths=lengths)
+    best_scores[sentence], best_seqs[sentence] = fin_scores, fin_seqs
+    out, lengths = strip_eos(best_seqs[:, :n_best], cfg.eos_id, cfg.pad_id)
+    return Generation(tokens=out, scores=best_scores[:, :n_best], lengths=lengths)

@@ -10,12 +10,18 @@ from torch import Tensor
 
 from .common import Generation, Seq2Seq, check_source, next_log_probs, output_limits, strip_eos
 
+# Rows whose sentences have ended are dropped from the batch once at least this fraction of the rows still
+# decoded have ended (each drop copies the cache once, so not for every single finished row).
+DROP_FINISHED_FRACTION = 0.25
+
 
 @torch.inference_mode()
 def greedy_search(model: Seq2Seq, src: Tensor, max_len: int | None = None, min_len: int = 0) -> Generation:
     """y_t = argmax_v P(v | y_<t, x) until EOS or the sentence's length limit.
 
-    Shapes: src (B, S) -> Generation with tokens (B, 1, L).
+    Sentences that have ended leave the batch (``DROP_FINISHED_FRACTION``), so a batch of mixed output
+    lengths costs little more than its sentences decoded alone.
+    Shapes: src (B, S) -> Generation with tokens (B, 1, L); A rows still decoded.
     """
     check_source(src)
     cfg = model.cfg
@@ -24,19 +30,25 @@ def greedy_search(model: Seq2Seq, src: Tensor, max_len: int | None = None, min_l
     steps = int(limits.max())
     src_mask = model.source_mask(src)
     state = model.start_state(model.encode(src), src_mask, capacity=steps)
-    tokens = torch.full((b,), cfg.bos_id, dtype=torch.long, device=src.device)
+    rows = torch.arange(b, device=src.device)  # (A,) the sentence of each decoded row
+    tokens = torch.full((b,), cfg.bos_id, dtype=torch.long, device=src.device)  # (A,)
     out = torch.full((b, steps), cfg.pad_id, dtype=torch.long, device=src.device)
     scores = torch.zeros(b, device=src.device)
-    finished = torch.zeros(b, dtype=torch.bool, device=src.device)
+    finished = torch.zeros(b, dtype=torch.bool, device=src.device)  # (A,)
     for t in range(steps):
         logits, state = model.decode_step(tokens, state)
-        logp = next_log_probs(logits, t, min_len, cfg.pad_id, cfg.bos_id, cfg.eos_id)  # (B, V)
-        best_logp, tokens = logp.max(dim=-1)  # (B,)
+        logp = next_log_probs(logits, t, min_len, cfg.pad_id, cfg.bos_id, cfg.eos_id)  # (A, V)
+        best_logp, tokens = logp.max(dim=-1)  # (A,)
         tokens = tokens.masked_fill(finished, cfg.pad_id)
-        scores += best_logp.masked_fill(finished, 0.0)
-        out[:, t] = tokens
+        scores.index_add_(0, rows, best_logp.masked_fill(finished, 0.0))
+        out[rows, t] = tokens
         finished |= (tokens == cfg.eos_id) | (t + 1 >= limits)
-        if bool(finished.all()):
+        n_finished = int(finished.sum())
+        if n_finished == finished.numel():
             break
+        if n_finished >= DROP_FINISHED_FRACTION * finished.numel():
+            keep = (~finished).nonzero().squeeze(1)  # (A',)
+            state, rows, tokens, limits = state.select(keep), rows[keep], tokens[keep], limits[keep]
+            finished = finished[keep]
     out, lengths = strip_eos(out, cfg.eos_id, cfg.pad_id)
     return Generation(tokens=out[:, None], scores=scores[:, None], lengths=lengths[:, None])
