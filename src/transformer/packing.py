@@ -8,9 +8,10 @@ batches are mostly real tokens, but a batch sorted on the target side only (as m
 sources about 40% padding, and the encoder and the cross-attention keys and values are about half of a
 small model's training FLOPs.
 
-Packing runs only where it saves enough: below ``MAX_REAL_FRACTION`` real positions. The result is the same
-as the padded computation at every real position up to float rounding; at padding positions the packed
-path leaves zeros, which no mask lets through.
+Packing runs only where it saves enough, below ``MAX_REAL_FRACTION`` real positions, and on the CPU, where it
+was measured (on a GPU the padding costs less and counting the real positions would wait for the device).
+The result is the same as the padded computation at every real position up to float rounding; at padding
+positions the packed path leaves zeros, which no mask lets through.
 
 Shapes: B batch, L padded length, N real positions, C channels.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 # Packing pays below about 90% real positions (a training step at d_model 256, 3+3 layers, 75% real source
@@ -38,7 +40,10 @@ class Packing:
     @staticmethod
     def of(real: Tensor, max_real_fraction: float | None = None) -> Packing | None:
         """The packing of ``real`` (B, L) bool, True = a real token; None when more than
-        ``max_real_fraction`` (default ``MAX_REAL_FRACTION``) of the positions are real."""
+        ``max_real_fraction`` (default ``MAX_REAL_FRACTION``) of the positions are real, and off the CPU
+        or under ``torch.compile`` (the number of real positions is data: a device sync, a graph break)."""
+        if real.device.type != "cpu" or torch.compiler.is_compiling():
+            return None
         b, length = real.shape
         limit = MAX_REAL_FRACTION if max_real_fraction is None else max_real_fraction
         index = real.reshape(-1).nonzero().squeeze(1)  # (N,)
