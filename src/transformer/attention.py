@@ -159,10 +159,13 @@ class MultiHeadAttention(nn.Module):
         d = self.d_model
         return self.split_heads(self.w_qkv.rows(x, 0, d))
 
-    def project_qkv(self, x: Tensor, projected: bool = False) -> tuple[Tensor, Tensor, Tensor]:
-        """Self-attention projections in one matmul: (B, T, D) -> 3 x (B, H, T, Dh); ``projected``: x is
-        already ``w_qkv``'s output, (B, T, 3D)."""
-        q, k, v = (x if projected else self.w_qkv(x)).split(self.d_model, dim=-1)  # 3 x (B, T, D)
+    def project_qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Self-attention projections in one matmul: (B, T, D) -> 3 x (B, H, T, Dh)."""
+        return self.split_qkv(self.w_qkv(x))
+
+    def split_qkv(self, qkv: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``w_qkv``'s output into heads: (B, T, 3D) -> 3 x (B, H, T, Dh)."""
+        q, k, v = qkv.split(self.d_model, dim=-1)  # 3 x (B, T, D)
         return self.split_heads(q), self.split_heads(k), self.split_heads(v)
 
     def attend(
@@ -216,7 +219,7 @@ class MultiHeadAttention(nn.Module):
         if packing is not None:
             if memory is not None or need_weights:
                 raise ValueError("packed queries are for self-attention without weights")
-            q, k, v = self.project_qkv(packing.unpack(self.w_qkv(query)), projected=True)  # 3 x (B, H, T, Dh)
+            q, k, v = self.split_qkv(packing.unpack(self.w_qkv(query)))  # 3 x (B, H, T, Dh)
             heads, _ = self.attend_heads(q, k, v, mask)  # (B, T, D)
             return self.w_o(packing.pack(heads)), None
         if memory is None:

@@ -42,23 +42,16 @@ class DecoderState:
     def select(self, rows: Tensor) -> DecoderState:
         """Keep (and reorder, or repeat) decoder rows: ``rows`` (R',) int64 indices into R. The result has
         one source row per decoder row."""
-        sources = rows // self.rows_per_source if self.rows_per_source > 1 else rows
-        return replace(
-            self,
-            self_k=self.self_k.index_select(1, rows),
-            self_v=self.self_v.index_select(1, rows),
-            cross_k=self.cross_k.index_select(1, sources),
-            cross_v=self.cross_v.index_select(1, sources),
-            src_mask=self.src_mask.index_select(0, sources),
-            spare_k=None,
-            spare_v=None,
-        )
+        return self._take(rows, rows // self.rows_per_source if self.rows_per_source > 1 else rows)
 
     def select_sources(self, sources: Tensor) -> DecoderState:
         """Keep (and reorder) source rows together with all g decoder rows of each: ``sources`` (B',) int64
         indices into B. Cross-attention keys/values stay shared (g rows per source)."""
         g = self.rows_per_source
-        rows = (sources[:, None] * g + torch.arange(g, device=sources.device)).view(-1)  # (B' g,)
+        return self._take((sources[:, None] * g + torch.arange(g, device=sources.device)).view(-1), sources)
+
+    def _take(self, rows: Tensor, sources: Tensor) -> DecoderState:
+        """Decoder rows ``rows`` of the self-attention cache and source rows ``sources`` of the rest."""
         return replace(
             self,
             self_k=self.self_k.index_select(1, rows),

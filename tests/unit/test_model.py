@@ -243,13 +243,17 @@ def test_learned_positions_and_pre_norm_build_and_run(make_tokens: Callable[...,
         model.encode(make_tokens([9], 13))
 
 
-def test_reorder_within_sentences_equals_select_for_beam_moves() -> None:
-    """Beam search moves rows only among one sentence's beams; the cheaper reorder must then equal select."""
+def _two_sentence_model() -> tuple[Transformer, torch.Tensor]:
+    """A seeded 1+2-layer model (vocabulary 13) in eval mode and a 2-sentence source batch."""
     torch.manual_seed(0)
     cfg = TransformerConfig(src_vocab_size=13, tgt_vocab_size=13, d_model=16, n_heads=2, d_ff=32,
                             n_encoder_layers=1, n_decoder_layers=2, dropout=0.0)
-    model = Transformer(cfg).eval()
-    src = torch.tensor([[5, 6, 7, 2], [8, 9, 2, 0]])
+    return Transformer(cfg).eval(), torch.tensor([[5, 6, 7, 2], [8, 9, 2, 0]])
+
+
+def test_reorder_within_sentences_equals_select_for_beam_moves() -> None:
+    """Beam search moves rows only among one sentence's beams; the cheaper reorder must then equal select."""
+    model, src = _two_sentence_model()
     beams = 3
     with torch.no_grad():
         state = model.start_state(model.encode(src), model.source_mask(src), capacity=4)
@@ -265,11 +269,7 @@ def test_reorder_within_sentences_equals_select_for_beam_moves() -> None:
 
 
 def test_reorders_alternate_between_two_buffers_and_keep_the_written_positions() -> None:
-    torch.manual_seed(0)
-    cfg = TransformerConfig(src_vocab_size=13, tgt_vocab_size=13, d_model=16, n_heads=2, d_ff=32,
-                            n_encoder_layers=1, n_decoder_layers=2, dropout=0.0)
-    model = Transformer(cfg).eval()
-    src = torch.tensor([[5, 6, 7, 2], [8, 9, 2, 0]])
+    model, src = _two_sentence_model()
     with torch.no_grad():
         state = model.start_state(model.encode(src), model.source_mask(src), capacity=6).repeat_rows(2)
         pointers = []

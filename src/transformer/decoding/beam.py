@@ -92,6 +92,7 @@ def beam_search(
     tokens = torch.full((b * k,), cfg.bos_id, dtype=torch.long, device=dev)
     first_k = torch.arange(2 * k, device=dev)[None] < k  # (1, 2K)
     done = torch.zeros(b, dtype=torch.bool, device=dev)
+    sentence_rows = torch.arange(b, device=dev)[:, None] * k  # (A, 1): each sentence's first cache row
 
     for t in range(steps):
         logits, state = model.decode_step(tokens, state)
@@ -117,7 +118,6 @@ def beam_search(
         n_done = int(done.sum())
         if t + 1 == steps or n_done == done.numel():
             break
-        sentence_rows = torch.arange(done.numel(), device=dev)[:, None] * k  # (A, 1)
         state = state.reorder_within_sentences((sentence_rows + origin.gather(1, pick)).view(-1))
         if n_done >= DROP_FINISHED_FRACTION * done.numel():  # done sentences leave the batch
             left, keep = done.nonzero().squeeze(1), (~done).nonzero().squeeze(1)
@@ -126,6 +126,7 @@ def beam_search(
                 x[keep] for x in (sentence, scores, seqs, fin_scores, fin_seqs, limits, done))
             tokens = tokens.view(-1, k)[keep].view(-1)
             state = state.select_sources(keep)
+            sentence_rows = sentence_rows[: keep.numel()]
 
     best_scores[sentence], best_seqs[sentence] = fin_scores, fin_seqs
     out, lengths = strip_eos(best_seqs[:, :n_best], cfg.eos_id, cfg.pad_id)
