@@ -10,8 +10,9 @@ Parts (``--parts``; ``profile`` is extra, not in the default):
            (wrapped), Hugging Face MarianMTModel.
   decode   sentences/s translating 64 sentences to exactly 32 tokens, beam 1 and beam 4. Ours (generate),
            HF generate (use_cache=True), CTranslate2 float32 and int8 (converted from the same Marian
-           weights; in a worker process of its own, see ``ct2_worker``), and nn.Transformer greedy
-           without a cache (beam 1 only).
+           weights; in a worker process of its own, see ``ct2_worker``), our model exported to CTranslate2
+           by our own exporter (``transformer export``; "ours->CT2", also in a worker), and nn.Transformer
+           greedy without a cache (beam 1 only).
   peak     peak memory of training steps, each model in a fresh subprocess (see ``memory_worker``).
   profile  torch.profiler of our training step and our greedy / beam-4 decoding: top ops by self CPU time.
 
@@ -205,6 +206,11 @@ def decode_models(size: dict[str, int], tmp: str, families: list[str], threads: 
 
             model_dir = peers.convert_to_ctranslate2(models["marian"], tmp)
             models["ct2"] = Ct2Worker(model_dir, peers.ctranslate2_tokens(src), threads)
+    if "export" in families and optional_import("ctranslate2") is not None:
+        from ct2_worker import Ct2Worker
+
+        model_dir = peers.export_ours_to_ctranslate2(models[OURS], tmp)
+        models["export"] = Ct2Worker(model_dir, peers.our_ctranslate2_tokens(src), threads)
     return models
 
 
@@ -225,10 +231,11 @@ def decoders(models: dict, src: torch.Tensor, length: int, beam: int, families: 
             return out.size(1) - 1  # minus the decoder start token
 
         runners["HF generate"] = hf
-    if "ct2" in models:
-        for compute_type in ("float32", "int8"):
-            runners[f"CT2 {compute_type}"] = (
-                lambda ct=compute_type: models["ct2"].translate(ct, beam, length))  # in its own process
+    for family, label in (("ct2", "CT2"), ("export", "ours->CT2")):
+        if family in models:
+            for compute_type in ("float32", "int8"):
+                runners[f"{label} {compute_type}"] = (  # in its own process
+                    lambda f=family, ct=compute_type: models[f].translate(ct, beam, length))
     if beam == 1 and "nn" in models:
         nn_peer = models["nn"]
         runners["nn.Transformer, no cache"] = lambda: nn_peer.greedy_no_cache(src, length).size(1)
@@ -380,8 +387,9 @@ def run_decode(size_name: str, args: argparse.Namespace, report: dict) -> None:
                 add_row(report, size_name, "decode", f"beam {beam}", name, times[name], src.size(0), "sent/s",
                         out_tokens=lengths[name])
             del runners
-        if "ct2" in models:
-            models["ct2"].close()
+        for family in ("ct2", "export"):
+            if family in models:
+                models[family].close()
         del models
         gc.collect()
 
@@ -512,9 +520,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default="tiny,base", help=f"comma-separated, of {','.join(SIZES)}")
     p.add_argument("--parts", default="train,decode,peak", help="comma-separated, of train,decode,peak,profile")
-    p.add_argument("--impls", default="ours,recompute,nn,hf,ct2",
+    p.add_argument("--impls", default="ours,recompute,nn,hf,ct2,export",
                    help="families to run (ours always): recompute = ours with activation checkpointing (training "
-                   "only), nn = torch.nn.Transformer, hf = Hugging Face Marian, ct2 = CTranslate2")
+                   "only), nn = torch.nn.Transformer, hf = Hugging Face Marian, ct2 = CTranslate2 (converted from "
+                   "Marian), export = our model exported to CTranslate2 by `transformer export` (decoding only)")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch (and CTranslate2) threads")
     p.add_argument("--warmup", type=int, default=1)
@@ -538,7 +547,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.impls = [s for s in args.impls.split(",") if s]
     unknown = [s for s in args.sizes if s not in SIZES] + [
         s for s in args.parts if s not in ("train", "decode", "peak", "profile")] + [
-        s for s in args.impls if s not in ("ours", "recompute", "nn", "hf", "ct2")]
+        s for s in args.impls if s not in ("ours", "recompute", "nn", "hf", "ct2", "export")]
     if unknown:
         p.error(f"unknown size(s), part(s) or implementation(s): {unknown}")
     return args

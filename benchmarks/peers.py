@@ -156,6 +156,34 @@ def ctranslate2_tokens(src: Tensor) -> list[list[str]]:
     return [["</s>" if int(i) == EOS else f"w{int(i)}" for i in row if int(i) != PAD] for row in src]
 
 
+def our_tokens(vocab: int) -> list[str]:
+    """Token strings for our benchmark model's ids: the specials by name, ``w{i}`` for the rest."""
+    specials = {PAD: "<pad>", BOS: "<s>", EOS: "</s>", 3: "<unk>"}
+    return [specials.get(i, f"w{i}") for i in range(vocab)]
+
+
+def our_ctranslate2_tokens(src: Tensor) -> list[list[str]]:
+    """Our source ids (B, S) -> token strings for our exported model, which appends EOS itself."""
+    return [[f"w{int(i)}" for i in row if int(i) not in (PAD, EOS)] for row in src]
+
+
+def export_ours_to_ctranslate2(model, directory: str | os.PathLike) -> Path:
+    """Our model through our own exporter (``transformer.export``, what ``transformer export`` runs)."""
+    import ctranslate2
+
+    from transformer.export import ctranslate2_spec
+
+    spec = ctranslate2_spec(model, our_tokens(model.cfg.src_vocab_size), our_tokens(model.cfg.tgt_vocab_size))
+
+    class OursConverter(ctranslate2.converters.Converter):
+        def _load(self):
+            return spec
+
+    out = Path(directory) / "ours_ctranslate2"
+    OursConverter().convert(str(out), quantization="float32", force=True)
+    return out
+
+
 def convert_to_ctranslate2(marian, directory: str | os.PathLike) -> Path:
     """Save ``marian`` with ``save_pretrained`` and convert it with CTranslate2's TransformersConverter.
 

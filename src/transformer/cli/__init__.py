@@ -13,7 +13,9 @@ import logging
 import sys
 
 # In the order ``transformer --help`` lists them.
-COMMANDS = ["demo", "download", "prepare", "train", "average", "translate", "evaluate", "attention", "plot", "serve"]
+COMMANDS = [
+    "demo", "download", "prepare", "train", "average", "translate", "evaluate", "attention", "plot", "serve", "export",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
