@@ -8,7 +8,8 @@ Parts (``--parts``; ``profile`` is extra, not in the default):
            with MFU against the machine's float32 matmul peak measured in the same run.
            Ours (also with the chunked loss, and with activation checkpointing), torch.nn.Transformer
            (wrapped), Hugging Face MarianMTModel.
-  decode   sentences/s translating 64 sentences to exactly 32 tokens, beam 1 and beam 4. Ours (generate),
+  decode   sentences/s translating 64 sentences to exactly 32 tokens, beam 1 and beam 4. Ours (generate; also
+           with int8 linear layers, ``Transformer.set_int8_inference``),
            HF generate (use_cache=True), CTranslate2 float32 and int8 (converted from the same Marian
            weights; in a worker process of its own, see ``ct2_worker``), our model exported to CTranslate2
            by our own exporter (``transformer export``; "ours->CT2", also in a worker), and nn.Transformer
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import ctypes
 import datetime
 import gc
@@ -197,6 +199,8 @@ def decode_models(size: dict[str, int], tmp: str, families: list[str], threads: 
     """Every decoding implementation's model, in eval mode; CTranslate2's converted from the Marian one and
     loaded in a worker process of its own (``ct2_worker``: in this process it slowed PyTorch's decoding)."""
     models: dict = {OURS: build_ours(size).eval()}
+    if "int8" in families:
+        models["int8"] = copy.deepcopy(models[OURS]).set_int8_inference()
     if "nn" in families:
         models["nn"] = build_nn(size).eval()
     if {"hf", "ct2"} & set(families) and optional_import("transformers") is not None:
@@ -220,6 +224,9 @@ def decoders(models: dict, src: torch.Tensor, length: int, beam: int, families: 
     runners: dict[str, Callable] = {
         OURS: lambda: ours.generate(src, beam_size=beam, max_len=length, min_len=length).size(1)
     }
+    if "int8" in models:
+        runners["ours int8"] = lambda: models["int8"].generate(src, beam_size=beam, max_len=length,
+                                                                min_len=length).size(1)
     if "marian" in models and "hf" in families:
         marian = models["marian"]
         m_src, m_mask = peers.to_marian(src, marian.config.vocab_size), (src != PAD).long()
@@ -520,10 +527,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default="tiny,base", help=f"comma-separated, of {','.join(SIZES)}")
     p.add_argument("--parts", default="train,decode,peak", help="comma-separated, of train,decode,peak,profile")
-    p.add_argument("--impls", default="ours,recompute,nn,hf,ct2,export",
+    p.add_argument("--impls", default="ours,recompute,int8,nn,hf,ct2,export",
                    help="families to run (ours always): recompute = ours with activation checkpointing (training "
-                   "only), nn = torch.nn.Transformer, hf = Hugging Face Marian, ct2 = CTranslate2 (converted from "
-                   "Marian), export = our model exported to CTranslate2 by `transformer export` (decoding only)")
+                   "only), int8 = ours with int8 linear layers (decoding only), nn = torch.nn.Transformer, "
+                   "hf = Hugging Face Marian, ct2 = CTranslate2 (converted from Marian), export = our model "
+                   "exported to CTranslate2 by `transformer export` (decoding only)")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch (and CTranslate2) threads")
     p.add_argument("--warmup", type=int, default=1)
@@ -547,7 +555,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.impls = [s for s in args.impls.split(",") if s]
     unknown = [s for s in args.sizes if s not in SIZES] + [
         s for s in args.parts if s not in ("train", "decode", "peak", "profile")] + [
-        s for s in args.impls if s not in ("ours", "recompute", "nn", "hf", "ct2", "export")]
+        s for s in args.impls if s not in ("ours", "recompute", "int8", "nn", "hf", "ct2", "export")]
     if unknown:
         p.error(f"unknown size(s), part(s) or implementation(s): {unknown}")
     return args

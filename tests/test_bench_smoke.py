@@ -75,12 +75,13 @@ def test_bench_decodes_with_ctranslate2_in_its_own_process_the_peers_and_our_exp
     bench = _load_bench()
     out = tmp_path / "bench.json"
     bench.main([
-        "--sizes", "toy", "--parts", "decode", "--impls", "ours,hf,ct2,export", "--threads", "1", "--reps", "1",
+        "--sizes", "toy", "--parts", "decode", "--impls", "ours,int8,hf,ct2,export", "--threads", "1", "--reps", "1",
         "--warmup", "0", "--decode-sentences", "3", "--decode-len", "4", "--beams", "1,2", "--matmul-n", "64",
         "--json", str(out),
     ])
     rows = {(r["case"], r["impl"]): r for r in json.loads(out.read_text())["results"]}
     for beam in ("beam 1", "beam 2"):
-        for impl in ("ours", "HF generate", "CT2 float32", "CT2 int8", "ours->CT2 float32", "ours->CT2 int8"):
+        for impl in ("ours", "ours int8", "HF generate", "CT2 float32", "CT2 int8", "ours->CT2 float32",
+                     "ours->CT2 int8"):
             assert rows[(beam, impl)]["out_tokens"] == 4, (beam, impl)  # the worker translated, to length 4
             assert rows[(beam, impl)]["throughput"] > 0

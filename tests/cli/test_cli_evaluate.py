@@ -11,6 +11,7 @@ from sacrebleu.metrics import BLEU, CHRF
 
 from transformer.data import read_lines
 from transformer.evaluation import evaluate, exact_match, score_corpus, translate_lines
+from transformer.linear import int8_supported
 from transformer.settings import DecodeConfig, load_config, save_config
 from transformer.translator import Translation, Translator
 
@@ -32,6 +33,7 @@ JSON_KEYS = {
     "src",
     "ref",
     "lowercase",
+    "int8",
 }
 HYPS = ["The cat sat on the mat .", "a dog barks", "", "Zweihundert Katzen"]
 REFS = ["the cat sat on a mat .", "A dog barks loudly", "nothing", "zweihundert Katzen"]
@@ -137,7 +139,7 @@ def test_json_scores_equal_sacrebleu_on_the_written_hypotheses(cli, tiny_run, tm
     expected = sacrebleu_scores(hyps, refs)
     assert {k: scores[k] for k in expected} == expected
     assert scores["exact_match"] == sum(h == r for h, r in zip(hyps, refs)) / 30
-    assert scores["beam_size"] == 2 and scores["lowercase"] is False
+    assert scores["beam_size"] == 2 and scores["lowercase"] is False and scores["int8"] is False
     assert scores["seconds"] > 0 and scores["sentences_per_s"] == pytest.approx(30 / scores["seconds"])
     # the hypotheses are the Translator's
     translator = Translator.from_checkpoint(tiny_run.run_dir, device="cpu")
@@ -218,3 +220,17 @@ def test_decoding_defaults_come_from_the_run_config(cli, tiny_run, tmp_path) -> 
     assert Translator.from_checkpoint(run_dir / "best.safetensors", device="cpu").decode.beam_size == 2
     (run_dir / "config.toml").unlink()
     assert Translator.from_checkpoint(run_dir, device="cpu").decode == DecodeConfig()
+
+
+@pytest.mark.skipif(not int8_supported(), reason="this torch has no CPU torch._int_mm")
+def test_int8_flag_evaluates_the_int8_model(cli, tiny_run, tmp_path) -> None:
+    hyps_file = tmp_path / "hyps.txt"
+    result = cli("evaluate", "-c", tiny_run.run_dir, "--src", tiny_run.test_src, "--ref", tiny_run.test_ref,
+                 "--beam-size", "1", "--int8", "--output", hyps_file)
+    assert result.code == 0, result.err
+    assert ", int8, " in result.out.splitlines()[-1]
+    translator = Translator.from_checkpoint(tiny_run.run_dir, device="cpu")
+    translator.model.set_int8_inference()
+    sources = read_lines(tiny_run.test_src)
+    assert hyps_file.read_text(encoding="utf-8").split("\n")[:-1] == [
+        n[0].text for n in translator.translate(sources, beam_size=1)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from transformer.cli.translate import format_translations
+from transformer.linear import int8_supported
 from transformer.translator import Translation, Translator
 
 LINES = ["twenty-one", "", "three hundred forty-two", "   ", "nine thousand nine hundred ninety-nine", "seven", ""]
@@ -130,3 +131,13 @@ def test_installed_command_pipes_stdin_to_stdout(run_subprocess, tiny_run, trans
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split("\n")[:-1] == expected_best(translator, lines)
     assert "translated 3 lines" in proc.stderr
+
+
+@pytest.mark.skipif(not int8_supported(), reason="this torch has no CPU torch._int_mm")
+def test_int8_flag_translates_with_the_int8_model(cli, tiny_run) -> None:
+    lines = ["twenty-one", "three hundred forty-two", "seven"]
+    result = cli("translate", "-c", tiny_run.run_dir, "--int8", "--device", "cpu", stdin="\n".join(lines))
+    assert result.code == 0, result.err
+    translator = Translator.from_checkpoint(tiny_run.run_dir, device="cpu")
+    translator.model.set_int8_inference()
+    assert result.out.splitlines() == expected_best(translator, lines, beam_size=4, length_penalty=0.6)

@@ -73,3 +73,58 @@ def test_state_dict_is_that_of_nn_linear() -> None:
     cache = PackedWeights()
     with torch.no_grad():
         torch.testing.assert_close(cache.linear(torch.ones(2, 3), torch.ones(4, 3), None), torch.full((2, 4), 3.0))
+
+
+# -- int8 inference ------------------------------------------------------------------------------------
+
+needs_int8 = pytest.mark.skipif(not linear_module.int8_supported(), reason="this torch has no CPU torch._int_mm")
+
+
+def int8_reference(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    """The module docstring's formula in float64: a_m w_n sum_k P_mk Q_nk + b_n."""
+    a = x.double().abs().amax(1, keepdim=True) / 127
+    s = w.double().abs().amax(1, keepdim=True) / 127
+    p, q = torch.round(x.double() / a), torch.round(w.double() / s)
+    out = (p @ q.T) * a * s.T
+    return out if b is None else out + b.double()
+
+
+@needs_int8
+@pytest.mark.parametrize("shape", [(1, 16), (5, 16), (2, 7, 16)])
+def test_int8_is_the_quantized_product_and_close_to_float(shape: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    layer = Linear(16, 24)
+    layer.packed.int8 = True
+    x = torch.randn(*shape)
+    with torch.inference_mode():
+        out, part = layer(x), layer.rows(x, 8, 24)
+    rows = x.reshape(-1, 16)
+    torch.testing.assert_close(out.reshape(-1, 24).double(), int8_reference(rows, layer.weight, layer.bias),
+                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(part.reshape(-1, 16).double(),
+                               int8_reference(rows, layer.weight[8:], layer.bias[8:]), atol=1e-5, rtol=1e-5)
+    exact = F.linear(x, layer.weight, layer.bias)
+    assert (out - exact).abs().max() < 0.03 * exact.abs().max()  # two 8-bit roundings: about 1%
+    assert out.dtype == torch.float32 and out.shape == exact.shape
+
+
+@needs_int8
+def test_int8_follows_weight_updates_and_leaves_training_exact() -> None:
+    torch.manual_seed(0)
+    layer = Linear(8, 4)
+    layer.packed.int8 = True
+    x = torch.randn(3, 8)
+    with torch.no_grad():
+        before = layer(x)
+    out = layer(x)  # with autograd: exactly F.linear
+    assert torch.equal(out, F.linear(x, layer.weight, layer.bias))
+    out.sum().backward()
+    torch.optim.SGD(layer.parameters(), lr=0.5).step()
+    with torch.no_grad():
+        after = layer(x)
+        torch.testing.assert_close(after.double(), int8_reference(x, layer.weight, layer.bias), atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(after, before)
+        layer.bias.fill_(10.0)  # a bias-only change is seen too
+        assert torch.all(layer(x) > 5)
+        layer.packed.int8 = False  # back to float32: the exact product again
+        torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias), atol=1e-5, rtol=1e-5)

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from transformer import Generation, Transformer, TransformerConfig
+from transformer.linear import int8_supported
 
 PAD, BOS, EOS = 0, 1, 2
 
@@ -311,3 +312,30 @@ def test_shared_cross_attention_keys_equal_copied_ones() -> None:
         tokens = torch.randint(3, 13, (4,))
         torch.testing.assert_close(model.decode_step(tokens, picked)[0], model.decode_step(tokens, reference)[0],
                                    atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.skipif(not int8_supported(), reason="this torch has no CPU torch._int_mm")
+def test_int8_inference_reaches_every_linear_layer_and_switches_back() -> None:
+    torch.manual_seed(0)
+    model = Transformer(TransformerConfig(src_vocab_size=50, tgt_vocab_size=50, d_model=32, n_heads=4, d_ff=64,
+                                          n_encoder_layers=2, n_decoder_layers=2, dropout=0.0)).eval()
+    src = torch.randint(3, 50, (3, 9))
+    src[:, -1] = EOS
+    tgt = torch.randint(3, 50, (3, 6))
+    with torch.no_grad():
+        exact = model(src, tgt)
+        assert not model.int8_inference
+        assert model.set_int8_inference() is model and model.int8_inference
+        int8 = model(src, tgt)
+        linears = [m for m in model.modules() if hasattr(m, "packed")]
+        assert len(linears) == 2 * 4 + 2 * 6 and all(m.packed.int8 and m.packed._entries for m in linears)
+        assert model.output_packed._entries  # the output projection too
+        assert not torch.equal(int8, exact)
+        assert (int8 - exact).abs().max() < 0.05 * exact.abs().max()
+        assert model.generate(src, beam_size=2, max_len=5).shape[0] == 3
+        model.set_int8_inference(False)
+        torch.testing.assert_close(model(src, tgt), exact, atol=1e-5, rtol=1e-5)
+    model.train()
+    loss = model(src, tgt).logsumexp(-1).mean()  # training is float32 whatever the inference setting
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())

@@ -70,7 +70,7 @@ def format_text(scores: dict[str, Any], lowercase: bool) -> str:
         lines.append(f"BLEU|{scores['bleu_lowercase_signature']} = {scores['bleu_lowercase']:.2f}")
     lines.append(f"exact match: {100 * scores['exact_match']:.2f}% ({round(scores['exact_match'] * n)}/{n})")
     lines.append(
-        f"{n} sentences, beam {scores['beam_size']}, {scores['seconds']:.1f} s "
+        f"{n} sentences, beam {scores['beam_size']}{', int8' if scores.get('int8') else ''}, {scores['seconds']:.1f} s "
         f"({scores['sentences_per_s']:.1f} sentences/s)"
     )
     return "\n".join(lines)
@@ -108,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         "src": str(args.src),
         "ref": str(args.ref),
         "lowercase": args.lowercase,
+        "int8": args.int8,
     }
     print(json.dumps(scores, ensure_ascii=False) if args.json else format_text(scores, args.lowercase))
     return 0

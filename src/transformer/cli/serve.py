@@ -42,6 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default: %(default)s)")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    parser.add_argument("--int8", action="store_true",
+                        help="CPU only: int8 linear layers (faster decoding, slightly less accurate; see translate)")
     group = parser.add_argument_group("batching and limits")
     group.add_argument(
         "--max-batch-size", type=int, default=32, metavar="N", help="most texts decoded together (default: %(default)s)"
@@ -146,7 +148,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         translator = Translator.from_checkpoint(args.checkpoint, device=args.device)
-    except (FileNotFoundError, ValueError) as e:
+        if args.int8:
+            if translator.device.type != "cpu":
+                raise ValueError(f"--int8 runs on the CPU only, but the model is on {translator.device}")
+            translator.model.set_int8_inference()
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"transformer serve: error: {e}", file=sys.stderr)
         return 1
     log.info("serving %s on http://%s:%d (docs at /docs)", args.checkpoint, args.host, args.port)

@@ -113,6 +113,12 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DEVICE",
         help="auto (cuda when available), cpu, cuda or cuda:N (default: %(default)s)",
     )
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="CPU only: int8 weights and inputs in the linear layers (about 1.5-2x faster decoding, a little less "
+        "accurate: on Multi30k test2016 BLEU moved by < 0.3)",
+    )
 
 
 def check_decoding_arguments(args: argparse.Namespace) -> None:
@@ -138,6 +144,13 @@ def load_translator(args: argparse.Namespace) -> Translator:
         raise UsageError(f"cannot load {args.checkpoint}: {e}") from None
     if args.batch_tokens is not None:
         translator.batch_tokens = args.batch_tokens
+    if args.int8:
+        if translator.device.type != "cpu":
+            raise UsageError(f"--int8 runs on the CPU only, but the model is on {translator.device} (use --device cpu)")
+        try:
+            translator.model.set_int8_inference()
+        except RuntimeError as e:
+            raise UsageError(str(e)) from None
     for name in ("beam_size", "length_penalty", "max_len"):  # options not given: the run's [decode] section
         if getattr(args, name) is None:
             setattr(args, name, getattr(translator.decode, name))
