@@ -68,6 +68,17 @@ def test_missing_checkpoint_is_an_error(capsys, tmp_path):
     assert "no such checkpoint" in capsys.readouterr().err
 
 
+def test_int8_flag_serves_the_int8_model(monkeypatch, run_dir):
+    """--int8 reaches the model the app serves (uvicorn.run replaced: the HTTP path is tested below)."""
+    import uvicorn
+
+    served = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: served.update(app=app, **kwargs))
+    assert main(["serve", "--checkpoint", str(run_dir), "--device", "cpu", "--int8", "--port", "0"]) == 0
+    translator = served["app"].state.translator
+    assert translator.model.int8_inference
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
