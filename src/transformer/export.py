@@ -198,10 +198,8 @@ def export_ctranslate2(
     work = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".tmp", dir=output_dir.parent))
     try:
         _Converter().convert(str(work / "model"), quantization=quantization)
-        old = None
-        if output_dir.exists():
-            old = work / "old"
-            os.replace(output_dir, old)
+        if output_dir.exists():  # --force: the old directory goes into the work folder, removed below
+            os.replace(output_dir, work / "old")
         os.replace(work / "model", output_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -85,7 +85,7 @@ class Translator:
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such checkpoint or run directory")
         model, _ = load_model(path)
-        run_dir = path if path.is_dir() else run_dir_of(path)
+        run_dir = path if path.is_dir() else _run_dir_of(path)
         src_vocab, tgt_vocab = load_vocabs(run_dir)
         config = run_dir / "config.toml"
         decode = load_config(config).decode if config.is_file() else DecodeConfig()
@@ -175,7 +175,7 @@ class Translator:
         return to_piece(token) if to_piece is not None else vocab.decode([token])
 
 
-def run_dir_of(checkpoint: Path) -> Path:
+def _run_dir_of(checkpoint: Path) -> Path:
     """The run directory holding ``vocab/`` for a checkpoint file (RUN/x.safetensors or RUN/checkpoints/x)."""
     for parent in checkpoint.parents:
         if (parent / "vocab").is_dir():

@@ -42,19 +42,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.vocab import load_vocabs
     from ..export import export_ctranslate2
-    from ..training.checkpoint import load_model
-    from ..translator import run_dir_of
+    from ..translator import Translator
 
     try:
-        if not args.checkpoint.exists():
-            raise FileNotFoundError(f"{args.checkpoint}: no such checkpoint or run directory")
-        model, _ = load_model(args.checkpoint)
-        run_dir = args.checkpoint if args.checkpoint.is_dir() else run_dir_of(args.checkpoint)
-        src_vocab, tgt_vocab = load_vocabs(run_dir)
-        out = export_ctranslate2(model, src_vocab, tgt_vocab, args.output, args.quantization, args.max_positions,
-                                 args.force)
+        translator = Translator.from_checkpoint(args.checkpoint, device="cpu")  # the model and its vocabularies
+        src_vocab, tgt_vocab = translator.src_vocab, translator.tgt_vocab
+        out = export_ctranslate2(translator.model, src_vocab, tgt_vocab, args.output, args.quantization,
+                                 args.max_positions, args.force)
     except (ValueError, FileNotFoundError, FileExistsError, ImportError) as e:
         print(f"transformer export: error: {e}", file=sys.stderr)
         return 2

@@ -145,12 +145,10 @@ def load_translator(args: argparse.Namespace) -> Translator:
     if args.batch_tokens is not None:
         translator.batch_tokens = args.batch_tokens
     if args.int8:
-        if translator.device.type != "cpu":
-            raise UsageError(f"--int8 runs on the CPU only, but the model is on {translator.device} (use --device cpu)")
         try:
             translator.model.set_int8_inference()
         except RuntimeError as e:
-            raise UsageError(str(e)) from None
+            raise UsageError(f"--int8: {e}") from None
     for name in ("beam_size", "length_penalty", "max_len"):  # options not given: the run's [decode] section
         if getattr(args, name) is None:
             setattr(args, name, getattr(translator.decode, name))
