@@ -32,6 +32,7 @@ import ctypes
 import datetime
 import gc
 import importlib.metadata
+import inspect
 import json
 import os
 import platform
@@ -101,17 +102,21 @@ def smoothed_loss(logits: torch.Tensor, target: torch.Tensor, pad: int) -> torch
     )
 
 
-def chunked_loss_fn() -> Callable | None:
+def chunked_loss_fn(compiled: bool = False) -> Callable | None:
     """Our chunked loss (``transformer.training.loss.label_smoothed_loss``) if present:
-    (model, src, tgt_in, tgt_out) -> mean loss per target token. None when the module is absent."""
+    (model, src, tgt_in, tgt_out) -> mean loss per target token. ``compiled``: its ``torch.compile``d softmax
+    and gradient (``train.compile_loss``). None when the module, or that option, is absent."""
     try:
         from transformer.training.loss import label_smoothed_loss
     except ImportError:
         return None
+    if compiled and "compiled" not in inspect.signature(label_smoothed_loss).parameters:
+        return None
+    options = {"compiled": True} if compiled else {}
 
     def loss(model: Transformer, src, tgt_in, tgt_out):
         hidden = model.decode(tgt_in, model.encode(src), model.source_mask(src))  # (B, T, D)
-        sums = label_smoothed_loss(hidden, tgt_out, model.output_weight, PAD, LABEL_SMOOTHING)
+        sums = label_smoothed_loss(hidden, tgt_out, model.output_weight, PAD, LABEL_SMOOTHING, **options)
         return sums.loss / sums.n_tokens
 
     return loss
@@ -145,8 +150,8 @@ def build_trainer(impl: str, size: dict[str, int], batches: list[Batch]) -> Trai
         model = build_ours(size)
         return Trainer(model, lambda s, ti, to: smoothed_loss(model(s, ti), to, PAD),
                        [(b.src, b.tgt_in, b.tgt_out) for b in batches])
-    if impl in ("ours, chunked loss", "ours, recompute"):  # recompute: also activation checkpointing
-        model, loss = build_ours(size), chunked_loss_fn()
+    if impl in ("ours, chunked loss", "ours, compiled loss", "ours, recompute"):  # recompute: also checkpointing
+        model, loss = build_ours(size), chunked_loss_fn(compiled=impl == "ours, compiled loss")
         if impl == "ours, recompute":
             model.recompute_layers(True)
         return Trainer(model, lambda s, ti, to: loss(model, s, ti, to), [(b.src, b.tgt_in, b.tgt_out) for b in batches])
@@ -179,6 +184,10 @@ def training_impls(families: list[str]) -> tuple[list[str], dict[str, str]]:
         impls.append("ours, chunked loss")
     else:
         missing["ours, chunked loss"] = "transformer.training.loss.label_smoothed_loss is not there"
+    if "compiled" in families and chunked_loss_fn(compiled=True) is not None:
+        impls.append("ours, compiled loss")
+    elif "compiled" in families:
+        missing["ours, compiled loss"] = "label_smoothed_loss has no compiled option"
     if "recompute" in families and chunked_loss_fn() is not None and hasattr(Transformer, "recompute_layers"):
         impls.append("ours, recompute")
     elif "recompute" in families:
@@ -527,8 +536,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default="tiny,base", help=f"comma-separated, of {','.join(SIZES)}")
     p.add_argument("--parts", default="train,decode,peak", help="comma-separated, of train,decode,peak,profile")
-    p.add_argument("--impls", default="ours,recompute,int8,nn,hf,ct2,export",
-                   help="families to run (ours always): recompute = ours with activation checkpointing (training "
+    p.add_argument("--impls", default="ours,compiled,recompute,int8,nn,hf,ct2,export",
+                   help="families to run (ours always): compiled = ours with the torch.compiled loss (train."
+                   "compile_loss; training only), recompute = ours with activation checkpointing (training "
                    "only), int8 = ours with int8 linear layers (decoding only), nn = torch.nn.Transformer, "
                    "hf = Hugging Face Marian, ct2 = CTranslate2 (converted from Marian), export = our model "
                    "exported to CTranslate2 by `transformer export` (decoding only)")
@@ -555,7 +565,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.impls = [s for s in args.impls.split(",") if s]
     unknown = [s for s in args.sizes if s not in SIZES] + [
         s for s in args.parts if s not in ("train", "decode", "peak", "profile")] + [
-        s for s in args.impls if s not in ("ours", "recompute", "int8", "nn", "hf", "ct2", "export")]
+        s for s in args.impls if s not in ("ours", "compiled", "recompute", "int8", "nn", "hf", "ct2", "export")]
     if unknown:
         p.error(f"unknown size(s), part(s) or implementation(s): {unknown}")
     return args

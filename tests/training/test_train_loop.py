@@ -106,6 +106,19 @@ def test_recompute_trains_the_same_weights(tmp_path: Path, make_config) -> None:
         torch.testing.assert_close(b[name], a[name], msg=name)
 
 
+def test_compiled_loss_trains_the_same_losses(tmp_path: Path, make_config) -> None:
+    """train.compile_loss changes rounding only: the logged losses agree (weights are not compared, since
+    Adam's first updates are ~lr * sign(gradient) and turn a rounding difference of a ~0 gradient into lr)."""
+    train(make_config("train.max_steps=4"), tmp_path / "eager")
+    train(make_config("train.max_steps=4", "train.compile_loss=true"), tmp_path / "compiled")
+    eager, compiled = read_metrics(tmp_path / "eager"), read_metrics(tmp_path / "compiled")
+    keys = [[k for k in r if "loss" in k or "nll" in k] for r in eager]
+    assert [r["step"] for r in eager] == [r["step"] for r in compiled] and all(keys)
+    for a, b, names in zip(eager, compiled, keys):
+        for k in names:
+            assert b[k] == pytest.approx(a[k], rel=1e-4), (a["step"], k)
+
+
 def test_fresh_run_refuses_a_used_run_directory(tmp_path: Path, make_config) -> None:
     train(make_config("train.max_steps=4"), tmp_path / "run")
     with pytest.raises(FileExistsError, match="already holds checkpoints"):

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from transformer import Transformer, TransformerConfig
-from transformer.training.loss import label_smoothed_loss
+from transformer.training.loss import _fused_chunk, label_smoothed_loss
 
 V, D = 17, 8
 
@@ -98,3 +98,59 @@ def test_without_grad_and_under_bf16_autocast() -> None:
     torch.testing.assert_close(mixed.loss, plain.loss, rtol=2e-2, atol=0)
     (grad,) = torch.autograd.grad(mixed.loss, [hidden])
     assert grad.dtype == torch.float32 and torch.isfinite(grad).all()
+
+
+# -- the fused chunk (compile_loss) --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 0.1])
+def test_fused_chunk_formula_equals_cross_entropy(epsilon: float) -> None:
+    """The math of the compiled kernel, checked in eager float64 (fast, independent of the compiler)."""
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(9, V, dtype=torch.float64, generator=g, requires_grad=True)
+    y = torch.randint(0, V, (9, 1), generator=g)
+    loss, nll, grad = _fused_chunk(logits.detach(), y, epsilon)
+    ref = F.cross_entropy(logits, y[:, 0], label_smoothing=epsilon, reduction="sum")
+    (ref_grad,) = torch.autograd.grad(ref, [logits])
+    torch.testing.assert_close(loss, ref.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(nll, F.cross_entropy(logits, y[:, 0], reduction="sum").detach(), rtol=1e-12, atol=0)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("chunk_size", [0, 4])
+def test_compiled_equals_cross_entropy_value_and_gradients(chunk_size: int) -> None:
+    hidden, target, weight = _inputs()
+    out = label_smoothed_loss(hidden, target, weight, pad_id=0, epsilon=0.1, chunk_size=chunk_size, compiled=True)
+    ref = _reference(hidden, target, weight, 0.1)
+    torch.testing.assert_close(out.loss, ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out.nll, _reference(hidden, target, weight, 0.0).detach(), rtol=1e-12, atol=1e-12)
+    for got, want in zip(torch.autograd.grad(out.loss, [hidden, weight]), torch.autograd.grad(ref, [hidden, weight])):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_compiled_equals_eager_under_bf16_autocast() -> None:
+    """What training runs: bf16 logits, float32 sums; both paths see the same bf16 logits, so they agree to
+    float32 rounding of the sums and bf16 rounding of the logits' gradient."""
+    g = torch.Generator().manual_seed(3)
+    hidden = torch.randn(40, 16, generator=g, requires_grad=True)
+    weight = torch.randn(300, 16, generator=g, requires_grad=True)
+    target = torch.randint(1, 300, (40,), generator=g)
+    results = []
+    for compiled in (False, True):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = label_smoothed_loss(hidden, target, weight, 0, 0.1, chunk_size=16, compiled=compiled)
+        results.append((out.loss.detach(), out.nll, *torch.autograd.grad(out.loss, [hidden, weight])))
+    (loss, nll, gh, gw), (closs, cnll, cgh, cgw) = results
+    assert closs.dtype == torch.float32 and cgh.dtype == torch.float32 and cgw.dtype == torch.float32
+    torch.testing.assert_close(closs, loss, rtol=1e-5, atol=0)
+    torch.testing.assert_close(cnll, nll, rtol=1e-5, atol=0)
+    torch.testing.assert_close(cgh, gh, rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(cgw, gw, rtol=2e-2, atol=2e-2)
+
+
+def test_compiled_without_grad_is_the_eager_loss() -> None:
+    hidden, target, weight = _inputs()
+    with torch.no_grad():
+        out = label_smoothed_loss(hidden, target, weight, 0, 0.1, 4, compiled=True)
+        plain = label_smoothed_loss(hidden, target, weight, 0, 0.1, 4)
+    assert torch.equal(out.loss, plain.loss) and torch.equal(out.nll, plain.nll)

@@ -279,7 +279,7 @@ def train_step(
             with autocast():
                 hidden = forward(batch.src, batch.tgt_in)  # (B, T, D)
                 loss = label_smoothed_loss(hidden, batch.tgt_out, model.output_weight, model.cfg.pad_id,
-                                           t.label_smoothing, t.loss_chunk_size)
+                                           t.label_smoothing, t.loss_chunk_size, compiled=t.compile_loss)
             (loss.loss * scale).backward()
         loss_sum += loss.loss.detach()
     if t.clip_norm is not None:
