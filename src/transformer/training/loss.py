@@ -105,25 +105,32 @@ def _chunked_forward(
     for start in range(0, h.size(0), chunk):
         hc = h[start : start + chunk].to(compute_dtype)  # (n, D)
         yc = y[start : start + chunk, None]  # (n, 1)
-        if fused is not None:
-            loss_c, nll_c, g = fused(hc @ w.t(), yc, epsilon)  # g: (n, V) in compute_dtype
-            loss += loss_c
-            nll += nll_c
-            grad_h[start : start + chunk] = (g @ w).to(h.dtype)  # (n, D)
-            grad_w += (g.t() @ hc).to(acc)  # (V, D)
-            continue
-        logp = torch.log_softmax((hc @ w.t()).to(acc), dim=-1)  # (n, V)
-        nll_c = -logp.gather(1, yc).sum()
-        loss += (1.0 - epsilon) * nll_c - (epsilon / n_words) * logp.sum()
+        if fused is not None:  # the (n, V) logits hc @ w.t() are passed unnamed so the callee can free them
+            loss_c, nll_c, g = fused(hc @ w.t(), yc, epsilon)
+        else:
+            loss_c, nll_c, g = _eager_chunk(hc @ w.t(), yc, epsilon, n_words, acc, need_grad)
+        loss += loss_c
         nll += nll_c.detach()
-        if need_grad:
-            # d loss / d logits = softmax - target distribution ((1 - eps) one-hot + eps / V)
-            g = logp.exp_().sub_(epsilon / n_words)  # (n, V), reusing the log-probabilities' memory
-            g.scatter_add_(1, yc, g.new_full(yc.shape, -(1.0 - epsilon)))
-            g = g.to(compute_dtype)
+        if need_grad:  # g: (n, V) d loss / d logits, in compute_dtype
             grad_h[start : start + chunk] = (g @ w).to(h.dtype)  # (n, D)
             grad_w += (g.t() @ hc).to(acc)  # (V, D)
     return loss, nll, grad_h, grad_w.to(weight.dtype) if need_grad else grad_w
+
+
+def _eager_chunk(logits: Tensor, y: Tensor, epsilon: float, n_words: int, acc: torch.dtype,
+                 need_grad: bool) -> tuple[Tensor, Tensor, Tensor | None]:
+    """``_fused_chunk``'s results in eager steps, in place where possible (the gradient only if ``need_grad``)."""
+    logp = torch.log_softmax(logits.to(acc), dim=-1)  # (n, V)
+    dtype = logits.dtype
+    del logits  # one (n, V) tensor fewer alive below
+    nll = -logp.gather(1, y).sum()
+    loss = (1.0 - epsilon) * nll - (epsilon / n_words) * logp.sum()
+    if not need_grad:
+        return loss, nll, None
+    # d loss / d logits = softmax - target distribution ((1 - eps) one-hot + eps / V)
+    g = logp.exp_().sub_(epsilon / n_words)  # (n, V), reusing the log-probabilities' memory
+    g.scatter_add_(1, y, g.new_full(y.shape, -(1.0 - epsilon)))
+    return loss, nll, g.to(dtype)
 
 
 def _fused_chunk(logits: Tensor, y: Tensor, epsilon: float) -> tuple[Tensor, Tensor, Tensor]:
@@ -131,7 +138,7 @@ def _fused_chunk(logits: Tensor, y: Tensor, epsilon: float) -> tuple[Tensor, Ten
 
     With lse = logsumexp_v x_v: nll = lse - x_y; loss = (1 - eps) nll + eps (lse - mean_v x_v);
     d loss / d x = softmax(x) - (1 - eps) onehot(y) - eps / V. Written for ``torch.compile``, which fuses it
-    into a few passes over the logits (in eager it is slower than the in-place steps of ``_chunked_forward``).
+    into a few passes over the logits (in eager it is slower than ``_eager_chunk``'s in-place steps).
     """
     x = logits.to(torch.promote_types(logits.dtype, torch.float32))  # (n, V)
     lse = torch.logsumexp(x, dim=1, keepdim=True)  # (n, 1)
