@@ -31,7 +31,8 @@ MULTI30K ?= data/multi30k-raw
 M30K_RUN ?= runs/multi30k
 # Training preloads tcmalloc where it is installed (Debian/Ubuntu: apt install libtcmalloc-minimal4): glibc
 # hands the step's large freed blocks back to the OS and faults them in again, ~40,000 page faults a
-# step on the Multi30k model; with tcmalloc ~2,300. TCMALLOC= (empty) trains with glibc's malloc.
+# step on the Multi30k model; with tcmalloc ~1,200 and 1.25-1.32x the tokens/s
+# (benchmarks/results/allocator_2026-11-27.txt). TCMALLOC= (empty) trains with glibc's malloc.
 TCMALLOC ?= $(firstword $(wildcard /usr/lib/*/libtcmalloc_minimal.so.4 /usr/lib64/libtcmalloc_minimal.so.4))
 
 multi30k: install
