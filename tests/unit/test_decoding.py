@@ -115,15 +115,20 @@ def test_beam_two_finds_a_better_translation_than_greedy(alpha: float) -> None:
     assert gen.scores[0].tolist() == pytest.approx(expected, rel=1e-6)
 
 
-def test_length_penalty_can_prefer_the_longer_hypothesis() -> None:
-    """[EOS] has P 0.55 and |Y| = 1; [A, A, EOS] has P 0.45 and |Y| = 3: alpha decides."""
+@pytest.mark.parametrize("n_best", [1, 2])
+def test_length_penalty_can_prefer_the_longer_hypothesis(n_best: int) -> None:
+    """[EOS] has P 0.55 and |Y| = 1; [A, A, EOS] has P 0.45 and |Y| = 3: alpha decides.
+
+    With n_best 1 the most probable candidate of the first step is [EOS]: a search that stops when its best
+    candidate ends returns it, though alpha 2 ranks the longer hypothesis first.
+    """
     table = table_from({(): {EOS: 0.55, A: 0.45}, (A,): {A: 1.0}, (A, A): {EOS: 1.0}}, default={EOS: 1.0})
     short, long = (logp(0.55), 1), (logp(0.45), 3)
     for alpha, winner in ((0.0, []), (2.0, [A, A])):
-        gen = beam_search(StubModel(table), SRC, beam_size=2, n_best=2, length_penalty=alpha)
+        gen = beam_search(StubModel(table), SRC, beam_size=2, n_best=n_best, length_penalty=alpha)
         scores = sorted([short[0] / lp(short[1], alpha), long[0] / lp(long[1], alpha)], reverse=True)
         assert gen.tokens[0, 0, : len(winner)].tolist() == winner and int(gen.lengths[0, 0]) == len(winner)
-        assert gen.scores[0].tolist() == pytest.approx(scores, rel=1e-6)
+        assert gen.scores[0].tolist() == pytest.approx(scores[:n_best], rel=1e-6)
 
 
 def every_hypothesis(table: Table, max_len: int, tokens: tuple[int, ...]) -> list[tuple[tuple[int, ...], float, int]]:
@@ -156,16 +161,18 @@ def prefix_dependent_table(_src: int, prefix: tuple[int, ...]) -> dict[int, floa
     return {t: w / total for t, w in raw.items()}
 
 
+@pytest.mark.parametrize("n_best", [1, 3, 15])
 @pytest.mark.parametrize("alpha", [0.0, 0.6, 1.5])
-def test_wide_beam_is_exhaustive_and_n_best_is_sorted(alpha: float) -> None:
-    """With room for every hypothesis, beam search must return all 15, ranked by log P / lp exactly."""
+def test_wide_beam_is_exhaustive_and_n_best_is_sorted(alpha: float, n_best: int) -> None:
+    """With room for every hypothesis, beam search must return the n best of all 15, ranked by log P / lp
+    exactly, however few are asked for (the search may stop early only when nothing live can still win)."""
     max_len = 3  # outputs: [], 2 of 1 token, 4 of 2 tokens, 8 of 3 tokens (cut by max_len) = 15
     brute = every_hypothesis(prefix_dependent_table, max_len, (EOS, A, B))
     assert len(brute) == 15
-    ranked = sorted(((s / lp(n, alpha), list(y)) for y, s, n in brute), reverse=True)
-    gen = beam_search(StubModel(prefix_dependent_table), SRC, beam_size=15, n_best=15, max_len=max_len,
+    ranked = sorted(((s / lp(n, alpha), list(y)) for y, s, n in brute), reverse=True)[:n_best]
+    gen = beam_search(StubModel(prefix_dependent_table), SRC, beam_size=15, n_best=n_best, max_len=max_len,
                       length_penalty=alpha)
-    got = [gen.tokens[0, i, : int(gen.lengths[0, i])].tolist() for i in range(15)]
+    got = [gen.tokens[0, i, : int(gen.lengths[0, i])].tolist() for i in range(n_best)]
     assert got == [y for _, y in ranked]
     assert gen.scores[0].tolist() == pytest.approx([s for s, _ in ranked], rel=1e-5)
 

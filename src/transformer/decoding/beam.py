@@ -2,10 +2,13 @@
 
 Each step extends the K live hypotheses of every sentence, takes the 2K best candidates, moves those
 that end (EOS, or the length limit) among the first K into the sentence's finished set, scored
-log P / lp, and keeps the K best that go on. A sentence is done when its best candidate ends (with
-at least n_best finished), so beam size 1 is exactly greedy decoding, or when no live hypothesis can
-beat its K-th finished one. (Stopping at K finished, as fairseq does, lets confident models fill the
-finished set with unlikely early EOS hypotheses before the best one ends.)
+log P / lp, and keeps the K best that go on. A sentence is done when no live hypothesis can beat its
+n_best-th finished one any more, so the search returns the best of all it explored. With alpha = 0 that
+happens as soon as the best candidate ends: beam size 1 is then exactly greedy decoding. Two shortcuts
+return worse translations: stopping at K finished (fairseq) lets confident models fill the finished set
+with unlikely early EOS hypotheses before the best one ends; stopping when the best candidate ends
+(OpenNMT) with alpha > 0 drops the longer hypotheses the length penalty would rank first (on Multi30k val
+that cut outputs to 0.95 of the reference length and cost 0.25-0.6 BLEU, README "Multi30k").
 
 Shapes: B batch, K beam size, V vocabulary, L most output tokens, R = B * K rows of the cache, A sentences
 not yet done (done ones leave the batch, ``DROP_FINISHED_FRACTION``).
@@ -37,19 +40,15 @@ def _merge_finished(
     return best, seqs.gather(1, idx[:, :, None].expand(-1, -1, seqs.size(2)))
 
 
-def _sentence_done(
-    best_ended: Tensor, fin_scores: Tensor, best_live: Tensor, limits: Tensor, n_best: int, alpha: float
-) -> Tensor:
-    """Which sentences can stop: their best candidate just ended (OpenNMT's rule: beam 1 is then
-    greedy) with n_best finished, or no live hypothesis can beat the K-th finished one any more.
+def _sentence_done(fin_scores: Tensor, best_live: Tensor, limits: Tensor, n_best: int, alpha: float) -> Tensor:
+    """Which sentences can stop: no live hypothesis can beat their n_best-th finished one any more.
 
     A live hypothesis with log P = s can at best end at the length limit with s unchanged, so it
-    scores at most s / lp(limit) (s <= 0, lp grows with length). Shapes: (B,), (B, K), (B,), (B,) -> (B,).
+    scores at most s / lp(limit) (s <= 0, lp grows with length): the n best finished are then final.
+    Shapes: (B, K), (B,), (B,) -> (B,).
     """
-    n_finished = (fin_scores > -torch.inf).sum(dim=1)  # (B,)
     bound = best_live / ((5.0 + limits.to(best_live.dtype)) / 6.0) ** alpha  # (B,)
-    no_better = (n_finished == fin_scores.size(1)) & (fin_scores[:, -1] >= bound)
-    return (best_ended & (n_finished >= n_best)) | no_better
+    return fin_scores[:, n_best - 1] >= bound
 
 
 @torch.inference_mode()
@@ -114,7 +113,7 @@ def beam_search(
         scores, pick = go_on.topk(k, dim=1)  # (A, K): the K best that did not end
         seqs = cand_seqs.gather(1, pick[:, :, None].expand(-1, -1, steps))
         tokens = cand_tok.gather(1, pick).view(-1)
-        done |= _sentence_done(ends[:, 0], fin_scores, scores[:, 0], limits[:, 0], n_best, length_penalty)
+        done |= _sentence_done(fin_scores, scores[:, 0], limits[:, 0], n_best, length_penalty)
         n_done = int(done.sum())
         if t + 1 == steps or n_done == done.numel():
             break
