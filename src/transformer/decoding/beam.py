@@ -47,7 +47,7 @@ def _sentence_done(fin_scores: Tensor, best_live: Tensor, limits: Tensor, n_best
     scores at most s / lp(limit) (s <= 0, lp grows with length): the n best finished are then final.
     Shapes: (B, K), (B,), (B,) -> (B,).
     """
-    bound = best_live / ((5.0 + limits.to(best_live.dtype)) / 6.0) ** alpha  # (B,)
+    bound = best_live / gnmt_length_penalty(limits.to(best_live.dtype), alpha)  # (B,)
     return fin_scores[:, n_best - 1] >= bound
 
 

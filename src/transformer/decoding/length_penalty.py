@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from torch import Tensor
 
-def length_penalty(length: int, alpha: float) -> float:
-    """lp(Y) = ((5 + |Y|) / 6)^alpha; a hypothesis scores log P(Y|X) / lp(Y). alpha = 0: no penalty."""
+
+def length_penalty(length: int | Tensor, alpha: float) -> float | Tensor:
+    """lp(Y) = ((5 + |Y|) / 6)^alpha; a hypothesis scores log P(Y|X) / lp(Y). alpha = 0: no penalty.
+
+    ``length`` is one length or a float tensor of them (elementwise).
+    """
     return ((5.0 + length) / 6.0) ** alpha
