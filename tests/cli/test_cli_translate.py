@@ -108,6 +108,7 @@ def test_safetensors_file_as_checkpoint(cli, tiny_run) -> None:
         (["--beam-size", "2", "--n-best", "3"], "--n-best must be between 1 and --beam-size (2)"),
         (["--beam-size", "0"], "--beam-size must be >= 1"),
         (["--max-len", "0"], "--max-len must be >= 1"),
+        (["--length-penalty", "-1"], "--length-penalty must be >= 0"),
         (["--device", "gpu"], "--device must be auto, cpu, cuda or cuda:N"),
         (["--input", "/nonexistent/in.txt"], "cannot read /nonexistent/in.txt"),
     ],

@@ -261,6 +261,12 @@ def test_invalid_beam_arguments(beam_size: int, n_best: int) -> None:
         beam_search(StubModel(GARDEN_PATH), SRC, beam_size=beam_size, n_best=n_best)
 
 
+def test_negative_length_penalty_is_refused() -> None:
+    """The search stops on a bound that needs lp to grow with length (alpha >= 0); the service also refuses it."""
+    with pytest.raises(ValueError, match="length_penalty=-0.5 must be >= 0"):
+        beam_search(StubModel(GARDEN_PATH), SRC, beam_size=2, length_penalty=-0.5)
+
+
 def test_special_tokens_are_never_generated() -> None:
     """PAD and BOS are the most probable tokens, but banned: greedy takes A (0.2) over EOS (0.1) each step.
 

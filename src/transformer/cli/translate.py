@@ -125,6 +125,8 @@ def check_decoding_arguments(args: argparse.Namespace) -> None:
     """Raise UsageError for option values that argparse's types cannot rule out."""
     if args.beam_size is not None and args.beam_size < 1:
         raise UsageError(f"--beam-size must be >= 1, got {args.beam_size}")
+    if args.length_penalty is not None and args.length_penalty < 0:
+        raise UsageError(f"--length-penalty must be >= 0, got {args.length_penalty}")
     if args.max_len is not None and args.max_len < 1:
         raise UsageError(f"--max-len must be >= 1, got {args.max_len}")
     if args.batch_tokens is not None and args.batch_tokens < 1:

@@ -72,6 +72,8 @@ def beam_search(
         raise ValueError(f"beam_size={beam_size} must be >= 1")
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"n_best={n_best} must be between 1 and beam_size={beam_size}")
+    if length_penalty < 0:  # the stopping bound needs lp to grow with length
+        raise ValueError(f"length_penalty={length_penalty} must be >= 0")
     cfg = model.cfg
     b, k, dev = src.size(0), beam_size, src.device
     limits = output_limits(src, cfg.pad_id, max_len, min_len)[:, None]  # (B, 1)
