@@ -168,10 +168,11 @@ def our_ctranslate2_tokens(src: Tensor) -> list[list[str]]:
 
 
 def export_ours_to_ctranslate2(model, directory: str | os.PathLike) -> Path:
-    """Our model through our own exporter (``transformer.export``, what ``transformer export`` runs)."""
+    """Our model through our own exporter (``transformer.interop.ctranslate2``, what ``transformer export``
+    runs)."""
     import ctranslate2
 
-    from transformer.export import ctranslate2_spec
+    from transformer.interop.ctranslate2 import ctranslate2_spec
 
     spec = ctranslate2_spec(model, our_tokens(model.cfg.src_vocab_size), our_tokens(model.cfg.tgt_vocab_size))
 

@@ -46,9 +46,16 @@ def _seed_and_one_thread() -> Iterator[None]:
 
 
 @pytest.fixture
-def tiny_cfg() -> TransformerConfig:
+def make_cfg() -> Callable[..., TransformerConfig]:
+    """``make_cfg(**changes)``: the tests' small config (``TINY``: d_model 16, 2 heads, 2+2 layers, vocabulary 13,
+    pad 0, bos 1, eos 2, no dropout) with the fields a test needs changed."""
+    return lambda **changes: TransformerConfig(**{**TINY, **changes})
+
+
+@pytest.fixture
+def tiny_cfg(make_cfg: Callable[..., TransformerConfig]) -> TransformerConfig:
     """d_model 16, 2 heads, 2+2 layers, vocabulary 13 (pad 0, bos 1, eos 2), no dropout."""
-    return TransformerConfig(**TINY)
+    return make_cfg()
 
 
 @pytest.fixture

@@ -15,77 +15,33 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .dropout import dropout
-from .linear import Linear
-from .packing import Packing
+from .ops.dropout import dropout
+from .ops.linear import Linear
+from .ops.sdpa import formula_is_faster, fused_attention
 
 
-def _sdpa_zeroes_empty_rows() -> bool:
-    """Whether this torch's fused attention already returns zeros for fully masked rows."""
-    q = torch.zeros(1, 1, 1, 2)
-    mask = torch.zeros(1, 1, 1, 1, dtype=torch.bool)
-    out = F.scaled_dot_product_attention(q, q[..., :1, :], q[..., :1, :], attn_mask=mask)
-    return bool(torch.all(out == 0))
+def attention(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, dropout_p: float = 0.0, need_weights: bool = False
+) -> tuple[Tensor, Tensor | None]:
+    """softmax(Q K^T / sqrt(d_k)) V, written out in two batched matmuls; the weights too when asked.
 
-
-_SDPA_ZEROES_EMPTY_ROWS = _sdpa_zeroes_empty_rows()
-
-
-def attention_reference(
-    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, dropout_p: float = 0.0
-) -> tuple[Tensor, Tensor]:
-    """The formula written out, returning the weights too (for visualization and tests).
-
+    Masked keys get weight 0; a query with no key to attend to gets weights 0 and output 0, never NaN.
+    Dropout (training only, ``dropout_p``) acts on the weights, after they are returned.
     Shapes: q (B, H, Tq, Dh), k and v (B, H, Tk, Dh), mask (B|1, 1|H, Tq|1, Tk) bool
-    -> out (B, H, Tq, Dh), weights (B, H, Tq, Tk).
-    """
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, H, Tq, Tk)
-    if mask is not None:
-        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-    weights = torch.softmax(scores, dim=-1)
-    if mask is not None:
-        # A fully masked row would otherwise spread its weight uniformly over forbidden keys.
-        weights = weights.masked_fill(~mask, 0.0)
-    if dropout_p > 0.0:
-        weights = F.dropout(weights, p=dropout_p)
-    return weights @ v, weights
-
-
-# On the CPU the fused kernel's blocking is built for long sequences; up to these lengths the formula in two
-# batched matmuls (``explicit_attention``) is faster. Measured on 2 cores: up to 16 queries per row (a
-# decoding step: one query, or the g beams of a sentence over its shared cross-attention keys; 2-4.6x
-# faster at 64 rows x 4-8 heads x 4 queries x 20 keys), and training (forward + backward) with up to 64 keys,
-# where the fused backward is 1.4-1.8x slower than autograd through the formula (4 heads x 15-64 tokens).
-EXPLICIT_MAX_QUERIES = 16
-EXPLICIT_MAX_KEYS_TRAINING = 64
-
-
-def explicit_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, dropout_p: float = 0.0) -> Tensor:
-    """The formula in two batched matmuls, without returning the weights; dropout on the weights.
-
-    Fully masked rows give zeros, as everywhere.
-    Shapes: q (B, H, Tq, Dh), k and v (B, H, Tk, Dh), mask (B|1, 1|H, Tq|1, Tk) bool -> (B, H, Tq, Dh).
+    -> out (B, H, Tq, Dh), weights (B, H, Tq, Tk) or None.
     """
     scores = torch.matmul(q, k.transpose(-2, -1)).mul_(1.0 / math.sqrt(q.size(-1)))  # (B, H, Tq, Tk)
-    if mask is None:
-        return torch.matmul(dropout(torch.softmax(scores, dim=-1), dropout_p), v)
-    blocked = ~mask
-    scores.masked_fill_(blocked, torch.finfo(scores.dtype).min)
-    out = torch.matmul(dropout(torch.softmax(scores, dim=-1), dropout_p), v)  # (B, H, Tq, Dh)
-    empty = blocked.all(dim=-1, keepdim=True)  # (B|1, 1|H, Tq|1, 1)
-    return out.masked_fill_(empty, 0.0) if bool(empty.any()) else out
-
-
-def _explicit_is_faster(q: Tensor, k: Tensor) -> bool:
-    if q.device.type != "cpu":
-        return False
-    if q.size(-2) <= EXPLICIT_MAX_QUERIES:
-        return True
-    training = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad)
-    return training and k.size(-2) <= EXPLICIT_MAX_KEYS_TRAINING
+    if mask is not None:
+        scores.masked_fill_(~mask, torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=-1)
+    if mask is not None:
+        empty = (~mask).all(dim=-1, keepdim=True)  # (B|1, 1|H, Tq|1, 1): softmax spread these rows evenly
+        if bool(empty.any()):
+            weights = weights.masked_fill(empty, 0.0)
+    out = torch.matmul(dropout(weights, dropout_p), v)  # (B, H, Tq, Dh)
+    return out, (weights if need_weights else None)
 
 
 def scaled_dot_product_attention(
@@ -96,25 +52,20 @@ def scaled_dot_product_attention(
     dropout_p: float = 0.0,
     need_weights: bool = False,
 ) -> tuple[Tensor, Tensor | None]:
-    """softmax(Q K^T / sqrt(d_k)) V, by the fused kernel unless the weights are asked for or the CPU
-    does short sequences faster by ``explicit_attention``.
+    """softmax(Q K^T / sqrt(d_k)) V by ``attention``, or by PyTorch's fused kernel where that is faster and the
+    weights are not wanted (``transformer.ops.sdpa``); the same values either way, to rounding.
 
     Args:
         q, k, v: queries, keys and values per head.
         mask: bool, True = may attend (see ``transformer.masks``); None = attend everywhere.
         dropout_p: dropout on the attention weights (0 in eval).
-        need_weights: return the (B, H, Tq, Tk) weights; takes the explicit path.
+        need_weights: return the (B, H, Tq, Tk) weights.
 
     Shapes: q (B, H, Tq, Dh), k and v (B, H, Tk, Dh) -> out (B, H, Tq, Dh), weights or None.
     """
-    if need_weights:
-        return attention_reference(q, k, v, mask, dropout_p)
-    if _explicit_is_faster(q, k):
-        return explicit_attention(q, k, v, mask, dropout_p), None
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
-    if mask is not None and not _SDPA_ZEROES_EMPTY_ROWS:
-        out = out.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)
-    return out, None
+    if need_weights or formula_is_faster(q, k):
+        return attention(q, k, v, mask, dropout_p, need_weights)
+    return fused_attention(q, k, v, mask, dropout_p), None
 
 
 class MultiHeadAttention(nn.Module):
@@ -140,24 +91,16 @@ class MultiHeadAttention(nn.Module):
         b, t, _ = x.shape
         return x.view(b, t, self.n_heads, self.d_head).transpose(1, 2)
 
-    def project_kv(self, memory: Tensor, packing: Packing | None = None) -> tuple[Tensor, Tensor]:
-        """Keys and values of a memory, computed once per source for cross-attention; with ``packing``
-        (of the memory's real positions) only at those, zeros elsewhere.
-
-        Shapes: memory (B, S, D) -> k, v (B, H, S, Dh).
-        """
+    def project_kv(self, memory: Tensor) -> tuple[Tensor, Tensor]:
+        """Keys and values of a memory (cross-attention): (B, S, D) -> k, v (B, H, S, Dh)."""
         d = self.d_model
-        if packing is None:
-            kv = self.w_qkv.rows(memory, d, 3 * d)  # (B, S, 2D)
-        else:
-            kv = packing.unpack(self.w_qkv.rows(packing.pack(memory), d, 3 * d))
-        k, v = kv.split(d, dim=-1)
+        k, v = self.w_qkv.output_rows(memory, d, 3 * d).split(d, dim=-1)  # 2 x (B, S, D)
         return self.split_heads(k), self.split_heads(v)
 
     def project_q(self, x: Tensor) -> Tensor:
         """(B, T, D) -> (B, H, T, Dh)."""
         d = self.d_model
-        return self.split_heads(self.w_qkv.rows(x, 0, d))
+        return self.split_heads(self.w_qkv.output_rows(x, 0, d))
 
     def project_qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Self-attention projections in one matmul: (B, T, D) -> 3 x (B, H, T, Dh)."""
@@ -199,32 +142,16 @@ class MultiHeadAttention(nn.Module):
         return out.transpose(1, 2).reshape(rows, t, self.d_model), weights  # (R, Tq, D)
 
     def forward(
-        self,
-        query: Tensor,
-        memory: Tensor | None = None,
-        mask: Tensor | None = None,
-        need_weights: bool = False,
-        packing: Packing | None = None,
-        memory_packing: Packing | None = None,
+        self, query: Tensor, memory: Tensor | None = None, mask: Tensor | None = None, need_weights: bool = False
     ) -> tuple[Tensor, Tensor | None]:
         """Self-attention when ``memory`` is None, else attention of ``query`` over ``memory``.
 
-        ``packing`` (self-attention): ``query`` holds only the real positions of a (B, T) batch, packed
-        (``transformer.packing``), and so does the output. ``memory_packing``: keys and values are projected
-        at the memory's real positions only.
-
-        Shapes: query (B, Tq, D) or packed (N, D), memory (B, Tk, D), mask broadcastable to (B, H, Tq, Tk)
-        -> (B, Tq, D) or packed (N, D), weights (B, H, Tq, Tk) or None.
+        Shapes: query (B, Tq, D), memory (B, Tk, D), mask broadcastable to (B, H, Tq, Tk)
+        -> (B, Tq, D), weights (B, H, Tq, Tk) or None.
         """
-        if packing is not None:
-            if memory is not None or need_weights:
-                raise ValueError("packed queries are for self-attention without weights")
-            q, k, v = self.split_qkv(packing.unpack(self.w_qkv(query)))  # 3 x (B, H, T, Dh)
-            heads, _ = self.attend_heads(q, k, v, mask)  # (B, T, D)
-            return self.w_o(packing.pack(heads)), None
         if memory is None:
             q, k, v = self.project_qkv(query)
         else:
             q = self.project_q(query)
-            k, v = self.project_kv(memory, memory_packing)
+            k, v = self.project_kv(memory)
         return self.attend(q, k, v, mask, need_weights)

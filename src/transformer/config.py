@@ -1,4 +1,8 @@
-"""TransformerConfig: everything needed to rebuild a model, and the paper's presets (Table 3)."""
+"""The model's configuration: ``Architecture`` (its shape and choices) and ``TransformerConfig`` (an architecture
+for given vocabularies: everything needed to rebuild a model), with the paper's presets (Table 3).
+
+A run config's ``[model]`` section is an ``Architecture``; training adds the vocabulary's sizes and special ids.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from .feed_forward import ACTIVATIONS
+# Activations of the feed-forward network by name (``transformer.feed_forward`` maps them to functions).
+ACTIVATIONS = ("relu", "gelu", "silu", "swish")  # relu is the paper's; swish with beta = 1 is silu
+POSITIONAL_KINDS = ("sinusoidal", "learned")
 
 # Table 3 of the paper; "tiny" is ours, for CPU work and tests.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -16,12 +22,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class TransformerConfig:
-    """Architecture of an encoder-decoder Transformer. Defaults are the paper's base model."""
+@dataclass(frozen=True, kw_only=True)
+class Architecture:
+    """Everything about a model but its vocabularies. Defaults are the paper's base model."""
 
-    src_vocab_size: int
-    tgt_vocab_size: int
     d_model: int = 512
     n_heads: int = 8
     d_ff: int = 2048
@@ -30,9 +34,6 @@ class TransformerConfig:
     dropout: float = 0.1
     attention_dropout: float = 0.0  # the paper has none; tensor2tensor and nn.Transformer do
     activation_dropout: float | None = None  # inside the FFN, after the activation; None: same as dropout
-    pad_id: int = 0
-    bos_id: int = 1
-    eos_id: int = 2
     share_embeddings: bool = False  # one table for source and target (joint vocabulary, §3.4)
     tie_output: bool = True  # pre-softmax projection = target embedding (§3.4)
     norm_first: bool = False  # False: post-norm LayerNorm(x + Sublayer(x)), the paper's
@@ -42,8 +43,14 @@ class TransformerConfig:
     layer_norm_eps: float = 1e-5
 
     def __post_init__(self) -> None:
+        problems = self.problems()
+        if problems:
+            raise ValueError(f"invalid {type(self).__name__}: " + "; ".join(problems))
+
+    def problems(self) -> list[str]:
+        """What is wrong with these values, one sentence each naming the field (none: they are valid)."""
         problems = []
-        for name in ("src_vocab_size", "tgt_vocab_size", "d_model", "n_heads", "d_ff", "max_positions"):
+        for name in ("d_model", "n_heads", "d_ff", "max_positions"):
             if getattr(self, name) < 1:
                 problems.append(f"{name}={getattr(self, name)} must be >= 1")
         for name in ("n_encoder_layers", "n_decoder_layers"):
@@ -56,8 +63,29 @@ class TransformerConfig:
                 problems.append(f"{name}={getattr(self, name)} must be in [0, 1)")
         if self.activation not in ACTIVATIONS:
             problems.append(f"activation={self.activation!r} must be one of {sorted(ACTIVATIONS)}")
-        if self.positional not in ("sinusoidal", "learned"):
+        if self.positional not in POSITIONAL_KINDS:
             problems.append(f"positional={self.positional!r} must be 'sinusoidal' or 'learned'")
+        return problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransformerConfig(Architecture):
+    """An ``Architecture`` for vocabularies of these sizes and special ids: everything needed to rebuild a model."""
+
+    src_vocab_size: int
+    tgt_vocab_size: int
+    pad_id: int = 0
+    bos_id: int = 1
+    eos_id: int = 2
+
+    def problems(self) -> list[str]:
+        problems = super().problems()
+        for name in ("src_vocab_size", "tgt_vocab_size"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name}={getattr(self, name)} must be >= 1")
         if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
             problems.append(
                 f"share_embeddings needs equal vocabularies, got src_vocab_size={self.src_vocab_size} "
@@ -69,8 +97,7 @@ class TransformerConfig:
                 problems.append(f"{name}={value} is outside the vocabulary")
         if len({self.pad_id, self.bos_id, self.eos_id}) != 3:
             problems.append(f"pad_id, bos_id and eos_id must differ, got {self.pad_id}, {self.bos_id}, {self.eos_id}")
-        if problems:
-            raise ValueError("invalid TransformerConfig: " + "; ".join(problems))
+        return problems
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> TransformerConfig:
@@ -79,8 +106,16 @@ class TransformerConfig:
             raise ValueError(f"unknown preset {name!r}: choose one of {sorted(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    @classmethod
+    def of(cls, architecture: Architecture, **vocabulary: int) -> TransformerConfig:
+        """``architecture`` with the vocabulary's fields (``src_vocab_size``, ``tgt_vocab_size``, special ids)."""
+        return cls(**architecture.to_dict(), **vocabulary)
+
+    @property
+    def architecture(self) -> Architecture:
+        """This config without its vocabulary."""
+        names = {f.name for f in dataclasses.fields(Architecture)}
+        return Architecture(**{k: v for k, v in self.to_dict().items() if k in names})
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TransformerConfig:

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .dropout import Dropout
+from .ops.dropout import Dropout
 
 
 def sinusoidal_encoding(n_positions: int, d_model: int) -> Tensor:

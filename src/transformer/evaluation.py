@@ -19,7 +19,8 @@ from sacrebleu.metrics import BLEU, CHRF
 from sacrebleu.metrics.bleu import BLEUScore
 
 if TYPE_CHECKING:
-    from .translator import Translation, Translator
+    from .decoding import DecodeOptions
+    from .translator import Translator
 
 log = logging.getLogger(__name__)
 
@@ -77,29 +78,6 @@ def exact_match(hypotheses: Sequence[str], references: Sequence[str]) -> float:
     return sum(h.strip() == r.strip() for h, r in zip(hypotheses, references)) / len(hypotheses)
 
 
-def translate_lines(
-    translator: Translator,
-    lines: Sequence[str],
-    beam_size: int = 4,
-    n_best: int = 1,
-    length_penalty: float = 0.6,
-    max_len: int | None = None,
-) -> list[list[Translation]]:
-    """``translator.translate`` over ``lines``, where a blank line gets an empty n-best list.
-
-    Blank lines are not sent to the model (it would translate the empty sentence into something); the
-    result stays aligned with ``lines``, one list per line.
-    """
-    todo = [i for i, line in enumerate(lines) if line.strip()]
-    results: list[list[Translation]] = [[] for _ in lines]
-    translated = translator.translate(
-        [lines[i] for i in todo], beam_size=beam_size, n_best=n_best, length_penalty=length_penalty, max_len=max_len
-    )
-    for i, nbest in zip(todo, translated):
-        results[i] = nbest
-    return results
-
-
 @dataclass(frozen=True)
 class Evaluation:
     """A test set translated and scored.
@@ -118,27 +96,27 @@ def evaluate(
     translator: Translator,
     sources: Sequence[str],
     references: Sequence[str],
-    beam_size: int = 4,
-    length_penalty: float = 0.6,
-    max_len: int | None = None,
+    options: DecodeOptions | None = None,
     lowercase: bool = False,
 ) -> Evaluation:
-    """Translate ``sources`` (best of the beam) and score them against ``references``.
+    """Translate ``sources`` (the best hypothesis; ``options``: the translator's when None) and score them
+    against ``references``.
 
     Raises:
         ValueError: different numbers of sources and references, or none at all.
     """
     if len(sources) != len(references):
         raise ValueError(f"{len(sources)} source sentences but {len(references)} references")
+    options = options or translator.decode
     started = time.perf_counter()
-    nbest = translate_lines(translator, sources, beam_size=beam_size, length_penalty=length_penalty, max_len=max_len)
+    nbest = translator.translate_lines(sources, options)
     seconds = time.perf_counter() - started
     hypotheses = [results[0].text if results else "" for results in nbest]
     scores = score_corpus(hypotheses, references, lowercase=lowercase)
     scores.update(
         exact_match=exact_match(hypotheses, references),
-        beam_size=beam_size,
-        length_penalty=length_penalty,
+        beam_size=options.beam_size,
+        length_penalty=options.length_penalty,
         seconds=seconds,
         sentences_per_s=len(sources) / seconds if seconds > 0 else float("inf"),
     )

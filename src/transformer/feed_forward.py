@@ -10,15 +10,18 @@ from collections.abc import Callable
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .dropout import Dropout, relu_dropout
-from .linear import Linear
+from .config import ACTIVATIONS
+from .ops.dropout import Dropout, relu_dropout
+from .ops.linear import Linear
 
-ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+# The functions of the activation names of ``transformer.config``.
+ACTIVATION_FUNCTIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "relu": F.relu,  # the paper's
     "gelu": F.gelu,
     "silu": F.silu,
     "swish": F.silu,  # swish with beta = 1 is silu
 }
+assert set(ACTIVATION_FUNCTIONS) == set(ACTIVATIONS)
 
 
 class PositionwiseFeedForward(nn.Module):
@@ -26,11 +29,11 @@ class PositionwiseFeedForward(nn.Module):
 
     def __init__(self, d_model: int, d_ff: int, activation: str = "relu", dropout: float = 0.0) -> None:
         super().__init__()
-        if activation not in ACTIVATIONS:
+        if activation not in ACTIVATION_FUNCTIONS:
             raise ValueError(f"activation={activation!r}: choose one of {sorted(ACTIVATIONS)}")
         self.w_1 = Linear(d_model, d_ff)
         self.w_2 = Linear(d_ff, d_model)
-        self.activation = ACTIVATIONS[activation]
+        self.activation = ACTIVATION_FUNCTIONS[activation]
         self.dropout = Dropout(dropout)
         self._relu = activation == "relu"  # relu and dropout fuse into one mask (``relu_dropout``)
 

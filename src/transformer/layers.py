@@ -14,9 +14,8 @@ from collections.abc import Callable
 from torch import Tensor, nn
 
 from .attention import MultiHeadAttention
-from .dropout import Dropout
 from .feed_forward import PositionwiseFeedForward
-from .packing import Packing
+from .ops.dropout import Dropout
 
 
 class Residual(nn.Module):
@@ -57,17 +56,12 @@ class EncoderLayer(nn.Module):
         self.attn_block = Residual(d_model, dropout, norm_first, eps)
         self.ff_block = Residual(d_model, dropout, norm_first, eps)
 
-    def forward(
-        self, x: Tensor, src_mask: Tensor, need_weights: bool = False, packing: Packing | None = None
-    ) -> tuple[Tensor, Tensor | None]:
-        """x (B, S, D), src_mask (B, 1, 1, S) -> (B, S, D), weights (B, H, S, S) or None.
-
-        With ``packing`` x holds only the real positions, (N, D), and so does the output.
-        """
+    def forward(self, x: Tensor, src_mask: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        """x (B, S, D), src_mask (B, 1, 1, S) -> (B, S, D), weights (B, H, S, S) or None."""
         weights: list[Tensor | None] = [None]
 
         def attend(h: Tensor) -> Tensor:
-            out, weights[0] = self.self_attn(h, mask=src_mask, need_weights=need_weights, packing=packing)
+            out, weights[0] = self.self_attn(h, mask=src_mask, need_weights=need_weights)
             return out
 
         x = self.attn_block(x, attend)
@@ -99,16 +93,9 @@ class DecoderLayer(nn.Module):
         self.ff_block = Residual(d_model, dropout, norm_first, eps)
 
     def forward(
-        self,
-        x: Tensor,
-        memory: Tensor,
-        tgt_mask: Tensor,
-        src_mask: Tensor,
-        need_weights: bool = False,
-        memory_packing: Packing | None = None,
+        self, x: Tensor, memory: Tensor, tgt_mask: Tensor, src_mask: Tensor, need_weights: bool = False
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """Teacher-forced pass over a whole target; with ``memory_packing`` the cross-attention keys and
-        values are projected at the memory's real positions only.
+        """Teacher-forced pass over a whole target.
 
         Shapes: x (B, T, D), memory (B, S, D), tgt_mask (B, 1, T, T), src_mask (B, 1, 1, S)
         -> (B, T, D), self weights (B, H, T, T) or None, cross weights (B, H, T, S) or None.
@@ -120,8 +107,7 @@ class DecoderLayer(nn.Module):
             return out
 
         def cross_attend(h: Tensor) -> Tensor:
-            out, weights[1] = self.cross_attn(
-                h, memory, mask=src_mask, need_weights=need_weights, memory_packing=memory_packing)
+            out, weights[1] = self.cross_attn(h, memory, mask=src_mask, need_weights=need_weights)
             return out
 
         x = self.self_block(x, self_attend)

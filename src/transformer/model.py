@@ -6,19 +6,23 @@ H heads, Dh head dim.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from .cache import DecoderState
-from .config import TransformerConfig
+from .config import Architecture, TransformerConfig
+from .decoding import DecodeOptions, search
 from .embeddings import PositionalEncoding, TokenEmbedding
 from .layers import DecoderLayer, EncoderLayer
-from .linear import Linear, PackedWeights, int8_supported
 from .masks import source_mask, target_mask
-from .packing import Packing
+from .ops.linear import PackedWeights, packed_weights
+from .ops.linear import set_int8_inference as use_int8_weights
+from .ops.packing import Packing, encoder_layer_on_rows
 
 
 @dataclass(frozen=True)
@@ -30,7 +34,7 @@ class AttentionMaps:
     cross: list[Tensor]  # (B, H, T, S) each
 
 
-def _layer_args(cfg: TransformerConfig) -> dict:
+def _layer_args(cfg: Architecture) -> dict:
     return dict(
         d_model=cfg.d_model,
         n_heads=cfg.n_heads,
@@ -47,7 +51,7 @@ def _layer_args(cfg: TransformerConfig) -> dict:
 class Encoder(nn.Module):
     """N encoder layers; with pre-norm a final LayerNorm, since the last residual sum is unnormalised."""
 
-    def __init__(self, cfg: TransformerConfig) -> None:
+    def __init__(self, cfg: Architecture) -> None:
         super().__init__()
         self.layers = nn.ModuleList(EncoderLayer(**_layer_args(cfg)) for _ in range(cfg.n_encoder_layers))
         self.final_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.norm_first else None
@@ -56,29 +60,30 @@ class Encoder(nn.Module):
     def forward(self, x: Tensor, src_mask: Tensor, need_weights: bool = False) -> tuple[Tensor, list[Tensor]]:
         """x (B, S, D), src_mask (B, 1, 1, S) -> (B, S, D), [weights (B, H, S, S)] if asked.
 
-        Where the batch is mostly padding the layers run on its real positions only (``transformer.packing``);
-        the output is then zero at padding positions.
+        A speed-up, not part of the model: where the batch is mostly padding, the layers run on its real
+        positions only (``transformer.ops.packing``), and the output is zero at padding positions.
         """
         packing = None if need_weights else Packing.of(src_mask[:, 0, 0, :])
         if packing is not None:
-            x = packing.pack(x)  # (N, D)
+            rows = packing.pack(x)  # (N, D)
+            for layer in self.layers:
+                rows = _run(self.recompute, encoder_layer_on_rows, layer, rows, src_mask, packing)
+            return packing.unpack(self._final_norm(rows)), []
         weights = []
         for layer in self.layers:
-            if _recomputing(self.recompute, need_weights):
-                x, w = checkpoint(layer, x, src_mask, False, packing, use_reentrant=False)
-            else:
-                x, w = layer(x, src_mask, need_weights, packing)
+            x, w = _run(self.recompute and not need_weights, layer, x, src_mask, need_weights)
             if w is not None:
                 weights.append(w)
-        if self.final_norm is not None:
-            x = self.final_norm(x)
-        return (x if packing is None else packing.unpack(x)), weights
+        return self._final_norm(x), weights
+
+    def _final_norm(self, x: Tensor) -> Tensor:
+        return x if self.final_norm is None else self.final_norm(x)
 
 
 class Decoder(nn.Module):
     """N decoder layers (and a final LayerNorm with pre-norm)."""
 
-    def __init__(self, cfg: TransformerConfig) -> None:
+    def __init__(self, cfg: Architecture) -> None:
         super().__init__()
         self.layers = nn.ModuleList(DecoderLayer(**_layer_args(cfg)) for _ in range(cfg.n_decoder_layers))
         self.final_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.norm_first else None
@@ -87,25 +92,14 @@ class Decoder(nn.Module):
     def forward(
         self, x: Tensor, memory: Tensor, tgt_mask: Tensor, src_mask: Tensor, need_weights: bool = False
     ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
-        """x (B, T, D), memory (B, S, D) -> (B, T, D), self weights [(B, H, T, T)], cross [(B, H, T, S)].
-
-        Where the sources are mostly padding, the cross-attention keys and values are projected at their
-        real positions only (``transformer.packing``).
-        """
-        memory_packing = Packing.of(src_mask[:, 0, 0, :])
+        """x (B, T, D), memory (B, S, D) -> (B, T, D), self weights [(B, H, T, T)], cross [(B, H, T, S)]."""
         self_weights, cross_weights = [], []
         for layer in self.layers:
-            if _recomputing(self.recompute, need_weights):
-                x, sw, cw = checkpoint(
-                    layer, x, memory, tgt_mask, src_mask, False, memory_packing, use_reentrant=False)
-            else:
-                x, sw, cw = layer(x, memory, tgt_mask, src_mask, need_weights, memory_packing)
+            x, sw, cw = _run(self.recompute and not need_weights, layer, x, memory, tgt_mask, src_mask, need_weights)
             if sw is not None and cw is not None:
                 self_weights.append(sw)
                 cross_weights.append(cw)
-        if self.final_norm is not None:
-            x = self.final_norm(x)
-        return x, self_weights, cross_weights
+        return self._final_norm(x), self_weights, cross_weights
 
     def step(self, x: Tensor, state: DecoderState) -> Tensor:
         """One position for every row: x (B, 1, D) -> (B, 1, D); writes the cache at ``state.step``."""
@@ -113,13 +107,17 @@ class Decoder(nn.Module):
             x = layer.step(
                 x, state.self_k[i], state.self_v[i], state.step, state.cross_k[i], state.cross_v[i], state.src_mask
             )
-        if self.final_norm is not None:
-            x = self.final_norm(x)
-        return x
+        return self._final_norm(x)
+
+    def _final_norm(self, x: Tensor) -> Tensor:
+        return x if self.final_norm is None else self.final_norm(x)
 
 
-def _recomputing(enabled: bool, need_weights: bool) -> bool:
-    return enabled and torch.is_grad_enabled() and not need_weights
+def _run(recompute: bool, layer: Callable[..., Any], *args: Any) -> Any:
+    """``layer(*args)``; with ``recompute`` in training, by activation checkpointing (``recompute_layers``)."""
+    if recompute and torch.is_grad_enabled():
+        return checkpoint(layer, *args, use_reentrant=False)
+    return layer(*args)
 
 
 class Transformer(nn.Module):
@@ -145,7 +143,7 @@ class Transformer(nn.Module):
         self.output_weight = (
             self.tgt_embed.weight if cfg.tie_output else nn.Parameter(torch.empty(cfg.tgt_vocab_size, cfg.d_model))
         )
-        self.output_packed = PackedWeights()  # oneDNN copy of output_weight for CPU inference (transformer.linear)
+        self.output_packed = PackedWeights()  # output_weight prepacked for CPU inference (ops.linear)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -166,30 +164,21 @@ class Transformer(nn.Module):
         self.encoder.recompute = self.decoder.recompute = enabled
 
     def set_int8_inference(self, enabled: bool = True) -> Transformer:
-        """Inference on the CPU with int8 weights in every linear layer and the output projection (dynamic
-        quantization, ``transformer.linear``): W ~ s_n * q_n per output row, inputs quantized per call.
-        Decoding runs ~1.5x faster at a small cost in accuracy; embeddings, attention and LayerNorm stay float32.
-        It applies to float32 inference on the CPU only: training and autocast are unchanged.
+        """Inference on the CPU with int8 weights in every linear layer and the output projection
+        (``transformer.ops.linear``: dynamic quantization, W ~ s_n * q_n per output row, inputs quantized per
+        call): faster decoding at a small cost in accuracy; embeddings, attention and LayerNorm stay float32.
+        Float32 inference on the CPU only: training and autocast are unchanged.
 
         Raises:
             RuntimeError: the model is not on the CPU, or this PyTorch build has no int8 matrix product there.
         """
-        if enabled:
-            device = self.output_weight.device
-            if device.type != "cpu":
-                raise RuntimeError(f"int8 inference runs on the CPU only, but the model is on {device}")
-            if not int8_supported():
-                raise RuntimeError("this PyTorch build has no int8 matrix product on the CPU (torch._int_mm)")
-        for module in self.modules():
-            if isinstance(module, Linear):
-                module.packed.int8 = enabled
-        self.output_packed.int8 = enabled
+        use_int8_weights(self, enabled)
         return self
 
     @property
     def int8_inference(self) -> bool:
         """Whether ``set_int8_inference`` is on."""
-        return self.output_packed.int8
+        return any(packed.int8 for packed in packed_weights(self))
 
     # -- the three parts of Figure 1 -------------------------------------------------------------
 
@@ -264,39 +253,17 @@ class Transformer(nn.Module):
         hidden = self.decoder.step(x, state)  # (B, 1, D)
         return self.project(hidden[:, 0]), state.advance()
 
-    def generate(
-        self,
-        src: Tensor,
-        beam_size: int = 4,
-        max_len: int | None = None,
-        length_penalty: float = 0.6,
-        min_len: int = 0,
-        n_best: int = 1,
-        return_scores: bool = False,
-    ):
-        """Translate a batch: greedy when ``beam_size == 1``, else beam search (see ``transformer.decoding``).
+    def generate(self, src: Tensor, options: DecodeOptions | None = None, **changes: Any) -> Tensor:
+        """Translate a batch: the best hypothesis of each sentence, by ``transformer.decoding.search`` (greedy
+        or beam search, as ``options`` say; ``search`` itself also returns the n-best lists and scores).
 
-        Args:
-            src: (B, S) int64, padded with pad_id.
-            beam_size: hypotheses kept per sentence.
-            max_len: most tokens per output (EOS not counted); None = source length + 50.
-            length_penalty: alpha of GNMT's lp(Y) = ((5 + |Y|) / 6)^alpha; beam search only.
-            min_len: no EOS before this many tokens.
-            n_best: hypotheses returned per sentence (<= beam_size).
-            return_scores: return a ``Generation`` (n-best tokens and scores) instead of a tensor.
+        ``model.generate(src)`` decodes with the paper's settings (``DecodeOptions()``); fields of
+        ``DecodeOptions`` given by name change those of ``options``: ``model.generate(src, beam_size=1)``.
 
-        Returns: (B, <=max_len) int64 without BOS or EOS, padded with pad_id; or a ``Generation``.
+        Shapes: src (B, S) int64, padded with pad_id -> (B, <=L) int64 without BOS or EOS, padded with pad_id.
         """
-        from .decoding import beam_search, greedy_search
-
-        if beam_size == 1 and n_best == 1:
-            result = greedy_search(self, src, max_len=max_len, min_len=min_len)
-        else:
-            result = beam_search(
-                self, src, beam_size=beam_size, max_len=max_len, length_penalty=length_penalty,
-                min_len=min_len, n_best=n_best,
-            )
-        return result if return_scores else result.tokens[:, 0]
+        options = (options or DecodeOptions()).override(**changes)
+        return search(self, src, options).tokens[:, 0]
 
 
 def _check_tokens(name: str, tokens: Tensor) -> None:

@@ -1,7 +1,7 @@
 """Translator: text in, text out, over a trained model and its vocabularies.
 
 The one place where inference tokenizes, batches, decodes and detokenizes; the ``translate``,
-``evaluate``, ``attention`` and ``serve`` commands all go through it.
+``evaluate``, ``attention`` and ``serve`` commands all go through it. It imports nothing of training.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ from typing import Protocol
 
 import torch
 
+from .decoding import DecodeOptions, search
 from .model import AttentionMaps, Transformer
-from .settings import DecodeConfig, load_config
+from .run_config import load_config
+from .run_dir import CONFIG, load_model, run_dir_of
 
 
 class TextVocab(Protocol):
@@ -49,7 +51,11 @@ def _device(device: str | torch.device | None) -> torch.device:
 
 
 class Translator:
-    """Translate sentences with ``model``; ``src_vocab``/``tgt_vocab`` turn text into ids and back."""
+    """Translate sentences with ``model``; ``src_vocab``/``tgt_vocab`` turn text into ids and back.
+
+    ``decode`` is how ``translate`` decodes when it is given no options (a run's ``[decode]`` section,
+    ``from_checkpoint``; else ``DecodeOptions()``).
+    """
 
     def __init__(
         self,
@@ -58,10 +64,10 @@ class Translator:
         tgt_vocab: TextVocab,
         device: str | torch.device | None = "cpu",
         batch_tokens: int = 4096,
-        decode: DecodeConfig | None = None,
+        decode: DecodeOptions | None = None,
     ) -> None:
         self.device = _device(device)
-        self.decode = decode or DecodeConfig()  # defaults for the command line: the run's [decode] section
+        self.decode = decode or DecodeOptions()
         self.model = model.to(self.device).eval()
         self.src_vocab = src_vocab
         self.tgt_vocab = tgt_vocab
@@ -77,18 +83,20 @@ class Translator:
     def from_checkpoint(cls, path: str | Path, device: str | torch.device | None = None) -> Translator:
         """Load a run directory (its best, else latest, checkpoint) or one ``.safetensors`` file in a run
         directory; the vocabularies come from the run directory's ``vocab/``, ``decode`` from the ``[decode]``
-        section of its ``config.toml`` (the defaults where there is none)."""
-        from .data.vocab import load_vocabs
-        from .training.checkpoint import load_model
+        section of its ``config.toml`` (the defaults where there is none).
 
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no such checkpoint or run directory")
+        Raises:
+            FileNotFoundError: no such checkpoint, or no vocabulary beside it.
+            CheckpointError: the weights file cannot be loaded (truncated, corrupted, not ours).
+            ValueError: the vocabularies do not fit the model, or the run's config is invalid.
+        """
+        from .data.vocab import load_vocabs
+
         model, _ = load_model(path)
-        run_dir = path if path.is_dir() else _run_dir_of(path)
+        run_dir = run_dir_of(path)
         src_vocab, tgt_vocab = load_vocabs(run_dir)
-        config = run_dir / "config.toml"
-        decode = load_config(config).decode if config.is_file() else DecodeConfig()
+        config = run_dir / CONFIG
+        decode = load_config(config).decode if config.is_file() else DecodeOptions()
         return cls(model, src_vocab, tgt_vocab, device=device, decode=decode)
 
     def count_tokens(self, text: str) -> int:
@@ -121,28 +129,16 @@ class Translator:
             batches.append(current)
         return batches
 
-    def translate(
-        self,
-        texts: Sequence[str],
-        beam_size: int = 4,
-        n_best: int = 1,
-        length_penalty: float = 0.6,
-        max_len: int | None = None,
-    ) -> list[list[Translation]]:
-        """One n-best list per text, best first, decoded in length-sorted batches."""
+    def translate(self, texts: Sequence[str], options: DecodeOptions | None = None) -> list[list[Translation]]:
+        """One n-best list per text, best first, decoded in length-sorted batches (``options``: ``self.decode``
+        when None)."""
+        options = options or self.decode
         if not texts:
             return []
         ids = [self._source_ids(t) for t in texts]
         results: list[list[Translation]] = [[] for _ in texts]
         for batch in self._batches([len(s) for s in ids]):
-            gen = self.model.generate(
-                self._pad([ids[i] for i in batch]),
-                beam_size=beam_size,
-                max_len=max_len,
-                length_penalty=length_penalty,
-                n_best=n_best,
-                return_scores=True,
-            )
+            gen = search(self.model, self._pad([ids[i] for i in batch]), options)
             tokens, scores, lengths = gen.tokens.tolist(), gen.scores.tolist(), gen.lengths.tolist()
             for row, i in enumerate(batch):
                 results[i] = [
@@ -151,9 +147,22 @@ class Translator:
                 ]
         return results
 
-    def attention(self, text: str, beam_size: int = 1, max_len: int | None = None) -> AttentionResult:
-        """Translate ``text``, then run the model teacher-forced on its own output, recording attention."""
-        best = self.translate([text], beam_size=beam_size, max_len=max_len)[0][0]
+    def translate_lines(self, lines: Sequence[str], options: DecodeOptions | None = None) -> list[list[Translation]]:
+        """``translate`` over ``lines``, where a blank line gets an empty n-best list.
+
+        Blank lines are not sent to the model (it would translate the empty sentence into something); the
+        result stays aligned with ``lines``, one list per line.
+        """
+        todo = [i for i, line in enumerate(lines) if line.strip()]
+        results: list[list[Translation]] = [[] for _ in lines]
+        for i, nbest in zip(todo, self.translate([lines[i] for i in todo], options)):
+            results[i] = nbest
+        return results
+
+    def attention(self, text: str, options: DecodeOptions | None = None) -> AttentionResult:
+        """Translate ``text`` (by default greedily, within ``self.decode``'s length limits), then run the model
+        teacher-forced on its own output, recording attention."""
+        best = self.translate([text], options or self.decode.override(beam_size=1, n_best=1))[0][0]
         cfg = self.model.cfg
         src = self._pad([self._source_ids(text)])  # (1, S)
         tgt_in = torch.tensor([[cfg.bos_id, *best.tokens]], dtype=torch.long, device=self.device)  # (1, T)
@@ -173,11 +182,3 @@ class Translator:
         """The subword string of one id (SentencePiece's id_to_piece when the vocab has it)."""
         to_piece = getattr(vocab, "id_to_piece", None)
         return to_piece(token) if to_piece is not None else vocab.decode([token])
-
-
-def _run_dir_of(checkpoint: Path) -> Path:
-    """The run directory holding ``vocab/`` for a checkpoint file (RUN/x.safetensors or RUN/checkpoints/x)."""
-    for parent in checkpoint.parents:
-        if (parent / "vocab").is_dir():
-            return parent
-    raise FileNotFoundError(f"{checkpoint}: no vocab/ directory found beside it or above it")

@@ -20,8 +20,8 @@ import torch
 
 from transformer.cli import main
 from transformer.data import prepare
-from transformer.data.numbers import make_demo_corpus
-from transformer.settings import load_config
+from transformer.demo.numbers import make_demo_corpus
+from transformer.run_config import load_config
 from transformer.training.loop import train
 
 

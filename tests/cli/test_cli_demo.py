@@ -8,16 +8,17 @@ import os
 import re
 import shlex
 import shutil
-from types import SimpleNamespace
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from transformer import DecodeOptions
+from transformer.checkpoint import read_metadata
 from transformer.cli.demo import report
 from transformer.data import read_lines
-from transformer.demo import DemoResult, choose_model, exact_match_of, load_demo_toml, pick_samples, run_config
-from transformer.training.checkpoint import list_checkpoints, read_metadata
+from transformer.demo.run import DemoResult, choose_model, exact_match_of, load_demo_toml, pick_samples, run_config
+from transformer.run_dir import list_checkpoints
 from transformer.translator import Translator
 
 
@@ -25,10 +26,11 @@ def test_packaged_demo_toml_is_a_valid_run_config() -> None:
     settings, run_part = load_demo_toml()
     cfg = run_config(run_part, ["data.dir='somewhere'"])
     assert cfg.data.dir == "somewhere"
-    assert cfg.model["d_model"] % cfg.model["n_heads"] == 0
+    assert cfg.model.d_model % cfg.model.n_heads == 0
     assert settings.n_train + settings.n_valid + settings.n_test <= settings.max_number + 1
     assert settings.quick_steps < cfg.train.max_steps
-    assert cfg.train.valid_bleu_sentences == 0 and cfg.model["share_embeddings"]
+    assert cfg.train.valid_bleu_sentences == 0 and cfg.model.share_embeddings
+    assert cfg.decode == DecodeOptions()  # the demo decodes with the paper's beam search
 
 
 def test_quick_demo_end_to_end(cli, tmp_path) -> None:
@@ -61,7 +63,7 @@ def test_quick_demo_end_to_end(cli, tmp_path) -> None:
     translator = Translator.from_checkpoint(run_dir, device="cpu")
     beam_size = record["scores"]["beam_size"]
     refs = read_lines(raw / "test.de")
-    best = [nbest[0].text for nbest in translator.translate(test, beam_size=beam_size)]
+    best = [nbest[0].text for nbest in translator.translate(test, DecodeOptions(beam_size=beam_size))]
     assert record["accuracy"] == sum(h == r for h, r in zip(best, refs)) / n_test
     truth = {src: (hyp, ref) for src, hyp, ref in zip(test, best, refs)}
     assert len(record["samples"]) == settings.samples
@@ -116,7 +118,7 @@ def test_choose_model_keeps_the_better_of_best_and_average(tiny_run, tmp_path) -
     best_before = load_file(str(run_dir / "best.safetensors"))
     raw = tiny_run.run_dir.parent / "raw"
     valid = (raw / "valid.en", raw / "valid.de")
-    decode = SimpleNamespace(beam_size=1, length_penalty=0.6, max_len=None)
+    decode = DecodeOptions(beam_size=1)
 
     description = choose_model(run_dir, 3, valid, decode)
 

@@ -9,10 +9,11 @@ import shutil
 import pytest
 from sacrebleu.metrics import BLEU, CHRF
 
+from transformer import DecodeOptions
 from transformer.data import read_lines
-from transformer.evaluation import evaluate, exact_match, score_corpus, translate_lines
-from transformer.linear import int8_supported
-from transformer.settings import DecodeConfig, load_config, save_config
+from transformer.evaluation import evaluate, exact_match, score_corpus
+from transformer.ops.linear import int8_supported
+from transformer.run_config import load_config, save_config
 from transformer.translator import Translation, Translator
 
 JSON_KEYS = {
@@ -86,25 +87,33 @@ def test_exact_match() -> None:
 
 
 class RecordingTranslator:
-    """Stands in for a Translator: translates "x" to "X" and records what it was asked."""
+    """Stands in for a Translator (its ``translate_lines``, over this ``translate``): translates "x" to "X" and
+    records what it was asked."""
+
+    decode = DecodeOptions(beam_size=5, length_penalty=1.5)  # a run's [decode] section
+    translate_lines = Translator.translate_lines
 
     def __init__(self) -> None:
-        self.calls: list[tuple[list[str], dict]] = []
+        self.calls: list[tuple[list[str], DecodeOptions | None]] = []
 
-    def translate(self, texts, **options) -> list[list[Translation]]:
+    def translate(self, texts, options=None) -> list[list[Translation]]:
         self.calls.append((list(texts), options))
-        return [[Translation(t.upper(), [5], -1.0), Translation(t, [6], -2.0)][: options["n_best"]] for t in texts]
+        n_best = (options or self.decode).n_best
+        return [[Translation(t.upper(), [5], -1.0), Translation(t, [6], -2.0)][:n_best] for t in texts]
 
 
 def test_translate_lines_skips_blank_lines_and_keeps_alignment() -> None:
     stub = RecordingTranslator()
-    out = translate_lines(stub, ["a", "", "b", "  "], beam_size=3, n_best=2, length_penalty=1.0, max_len=7)
-    assert stub.calls == [(["a", "b"], dict(beam_size=3, n_best=2, length_penalty=1.0, max_len=7))]
+    options = DecodeOptions(beam_size=3, n_best=2, length_penalty=1.0, max_len=7)
+    out = stub.translate_lines(["a", "", "b", "  "], options)
+    assert stub.calls == [(["a", "b"], options)]
     assert [[t.text for t in nbest] for nbest in out] == [["A", "a"], [], ["B", "b"], []]
 
 
 def test_evaluate_scores_the_best_translations() -> None:
-    result = evaluate(RecordingTranslator(), ["the cat", "", "a dog"], ["THE CAT", "", "a dog"], beam_size=2)
+    stub = RecordingTranslator()
+    result = evaluate(stub, ["the cat", "", "a dog"], ["THE CAT", "", "a dog"], DecodeOptions(beam_size=2))
+    assert stub.calls == [(["the cat", "a dog"], DecodeOptions(beam_size=2))]
     assert result.hypotheses == ["THE CAT", "", "A DOG"]
     assert result.scores["exact_match"] == pytest.approx(2 / 3)
     assert result.scores["bleu"] == BLEU().corpus_score(result.hypotheses, [["THE CAT", "", "a dog"]]).score
@@ -144,7 +153,7 @@ def test_json_scores_equal_sacrebleu_on_the_written_hypotheses(cli, tiny_run, tm
     # the hypotheses are the Translator's
     translator = Translator.from_checkpoint(tiny_run.run_dir, device="cpu")
     sources = read_lines(tiny_run.test_src)
-    assert hyps == [n[0].text for n in translator.translate(sources, beam_size=2)]
+    assert hyps == [n[0].text for n in translator.translate(sources, DecodeOptions(beam_size=2))]
 
 
 def test_lowercase_flag(cli, tiny_run) -> None:
@@ -181,7 +190,7 @@ def test_text_report(cli, tiny_run) -> None:
     hyps = [
         n[0].text
         for n in Translator.from_checkpoint(tiny_run.run_dir, device="cpu").translate(
-            read_lines(tiny_run.test_src), beam_size=1
+            read_lines(tiny_run.test_src), DecodeOptions(beam_size=1)
         )
     ]
     bleu = BLEU().corpus_score(hyps, [read_lines(tiny_run.test_ref)]).score
@@ -207,8 +216,9 @@ def test_decoding_defaults_come_from_the_run_config(cli, tiny_run, tmp_path) -> 
     run_dir = tmp_path / "run"
     shutil.copytree(tiny_run.run_dir, run_dir)
     cfg = load_config(run_dir / "config.toml")
-    save_config(dataclasses.replace(cfg, decode=DecodeConfig(beam_size=2, length_penalty=1.0)), run_dir / "config.toml")
-    assert Translator.from_checkpoint(run_dir, device="cpu").decode == DecodeConfig(beam_size=2, length_penalty=1.0)
+    decode = DecodeOptions(beam_size=2, length_penalty=1.0)
+    save_config(dataclasses.replace(cfg, decode=decode), run_dir / "config.toml")
+    assert Translator.from_checkpoint(run_dir, device="cpu").decode == decode
     common = ("evaluate", "-c", run_dir, "--src", tiny_run.test_src, "--ref", tiny_run.test_ref, "--json")
     from_run = cli(*common)
     assert from_run.code == 0, from_run.err
@@ -219,7 +229,7 @@ def test_decoding_defaults_come_from_the_run_config(cli, tiny_run, tmp_path) -> 
     # a checkpoint file of that run takes the same defaults; a run without config.toml the paper's
     assert Translator.from_checkpoint(run_dir / "best.safetensors", device="cpu").decode.beam_size == 2
     (run_dir / "config.toml").unlink()
-    assert Translator.from_checkpoint(run_dir, device="cpu").decode == DecodeConfig()
+    assert Translator.from_checkpoint(run_dir, device="cpu").decode == DecodeOptions()
 
 
 @pytest.mark.skipif(not int8_supported(), reason="this torch has no CPU torch._int_mm")
@@ -233,4 +243,11 @@ def test_int8_flag_evaluates_the_int8_model(cli, tiny_run, tmp_path) -> None:
     translator.model.set_int8_inference()
     sources = read_lines(tiny_run.test_src)
     assert hyps_file.read_text(encoding="utf-8").split("\n")[:-1] == [
-        n[0].text for n in translator.translate(sources, beam_size=1)]
+        n[0].text for n in translator.translate(sources, DecodeOptions(beam_size=1))]
+
+
+def test_evaluate_without_options_decodes_as_the_run_says() -> None:
+    stub = RecordingTranslator()
+    result = evaluate(stub, ["a"], ["A"])
+    assert stub.calls == [(["a"], RecordingTranslator.decode)]
+    assert result.scores["beam_size"] == 5 and result.scores["length_penalty"] == 1.5

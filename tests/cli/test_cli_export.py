@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import sentencepiece as spm
 
+from transformer import DecodeOptions
 from transformer.translator import Translator
 
 ctranslate2 = pytest.importorskip("ctranslate2", reason="ctranslate2 is not installed (pip install '.[export]')")
@@ -23,7 +24,8 @@ def test_exported_run_translates_text_as_ours(cli, tiny_run, tmp_path) -> None:
         [sp.encode(line, out_type=str) for line in lines], beam_size=1, max_decoding_length=60,
         suppress_sequences=[["<s>"], ["<pad>"]],
     )
-    ours = Translator.from_checkpoint(tiny_run.run_dir, device="cpu").translate(lines, beam_size=1, max_len=60)
+    ours = Translator.from_checkpoint(tiny_run.run_dir, device="cpu").translate(lines, DecodeOptions(beam_size=1,
+                                                                                                     max_len=60))
     assert [sp.decode(r.hypotheses[0]) for r in theirs] == [nbest[0].text for nbest in ours]
     assert any(nbest[0].text for nbest in ours)  # not vacuous: the model writes something
 

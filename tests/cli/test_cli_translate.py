@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from transformer import DecodeOptions
 from transformer.cli.translate import format_translations
-from transformer.linear import int8_supported
+from transformer.ops.linear import int8_supported
 from transformer.translator import Translation, Translator
 
 LINES = ["twenty-one", "", "three hundred forty-two", "   ", "nine thousand nine hundred ninety-nine", "seven", ""]
@@ -19,7 +20,7 @@ def translator(tiny_run) -> Translator:
 def expected_best(translator: Translator, lines: list[str], **options) -> list[str]:
     """What the command must print: the Translator's best translation per non-blank line, "" for blank ones."""
     todo = [line for line in lines if line.strip()]
-    best = iter(nbest[0].text for nbest in translator.translate(todo, **options))
+    best = iter(nbest[0].text for nbest in translator.translate(todo, DecodeOptions(**options)))
     return [next(best) if line.strip() else "" for line in lines]
 
 
@@ -38,7 +39,7 @@ def test_greedy_and_max_len_options_reach_the_translator(cli, tiny_run, translat
     result = cli("translate", "-c", tiny_run.run_dir, "--beam-size", "1", "--max-len", "2", stdin="\n".join(lines))
     assert result.code == 0, result.err
     assert result.out.splitlines() == expected_best(translator, lines, beam_size=1, max_len=2)
-    nbest = translator.translate(lines, beam_size=1, max_len=2)
+    nbest = translator.translate(lines, DecodeOptions(beam_size=1, max_len=2))
     assert all(len(n[0].tokens) <= 2 for n in nbest)
 
 
@@ -59,7 +60,7 @@ def test_n_best_format(cli, tiny_run, translator) -> None:
     rows = [line.split(" ||| ") for line in result.out.splitlines()]
     assert all(len(row) == 3 for row in rows)
     todo = [i for i, line in enumerate(LINES) if line.strip()]
-    nbest = translator.translate([LINES[i] for i in todo], beam_size=3, n_best=3, length_penalty=1.0)
+    nbest = translator.translate([LINES[i] for i in todo], DecodeOptions(beam_size=3, n_best=3, length_penalty=1.0))
     expected = [[str(i), t.text, f"{t.score:.4f}"] for i, results in zip(todo, nbest) for t in results]
     assert rows == expected
     assert [int(row[0]) for row in rows] == [i for i in todo for _ in range(3)]  # 3 per non-blank line, by index

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from transformer.cli import main
-from transformer.data.numbers import english_words, german_words
 from transformer.data.prepare import EncodedCorpus
+from transformer.demo.numbers import english_words, german_words
 
 
 def write_lines(path: Path, lines: list[str]) -> Path:

@@ -11,9 +11,9 @@ import pytest
 
 from transformer.data.batching import TokenBatchSampler, collate
 from transformer.data.corpus import CorpusError, sha256_file
-from transformer.data.numbers import english_words, german_words
 from transformer.data.prepare import EncodedCorpus, PreparedData, prepare
 from transformer.data.vocab import load_vocabs
+from transformer.demo.numbers import english_words, german_words
 
 TRAIN = list(range(0, 4000, 13))
 VALID = list(range(5, 4000, 97))

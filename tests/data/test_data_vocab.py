@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import sentencepiece as spm
 
-from transformer.data.numbers import english_words, german_words
 from transformer.data.vocab import Vocab, load_vocabs
+from transformer.demo.numbers import english_words, german_words
 
 TEXTS = [english_words(n) for n in range(0, 3000, 7)] + [german_words(n) for n in range(0, 3000, 7)]
 TEXTS += ["Ein Mann mit Hut läuft über die Straße.", "A man in a hat walks across the street."]

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from transformer import Transformer, TransformerConfig
-from transformer.export import ctranslate2_spec, export_ctranslate2
+from transformer import DecodeOptions, Transformer, TransformerConfig, search
+from transformer.interop.ctranslate2 import ctranslate2_spec, export_ctranslate2
 
 ctranslate2 = pytest.importorskip("ctranslate2", reason="ctranslate2 is not installed (pip install '.[export]')")
 
@@ -89,7 +89,7 @@ def test_exported_model_decodes_greedily_as_ours(variant: str, tmp_path: Path) -
     for i, s in enumerate(SOURCES):
         padded[i, : len(s) + 1] = torch.tensor([*s, model.cfg.eos_id])
     with torch.no_grad():
-        ours = model.generate(padded, beam_size=1, max_len=12, return_scores=True)
+        ours = search(model, padded, DecodeOptions(beam_size=1, max_len=12))
     for row, (result, n) in enumerate(zip(theirs, ours.lengths[:, 0].tolist(), strict=True)):
         assert result.hypotheses[0] == words(ours.tokens[row, 0, :n].tolist())
 

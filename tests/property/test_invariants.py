@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from transformer import Transformer, TransformerConfig
-from transformer.decoding import beam_search, greedy_search
+from transformer.decoding import DecodeOptions, beam_search, greedy_search
 
 PAD, BOS, EOS = 0, 1, 2
 VOCAB = 20
@@ -167,8 +167,8 @@ def test_cached_decoding_equals_full_forward(
 def test_beam_size_one_is_greedy(src: list[list[int]], min_len: int, norm_first: bool) -> None:
     model = tiny_model(norm_first, sharp=True)
     src_t = pad_batch(src)
-    greedy = greedy_search(model, src_t, max_len=7, min_len=min_len)
-    beam = beam_search(model, src_t, beam_size=1, max_len=7, min_len=min_len, length_penalty=0.0)
+    greedy = greedy_search(model, src_t, DecodeOptions(max_len=7, min_len=min_len))
+    beam = beam_search(model, src_t, DecodeOptions(beam_size=1, max_len=7, min_len=min_len, length_penalty=0.0))
     assert torch.equal(beam.tokens, greedy.tokens)
     assert torch.equal(beam.lengths, greedy.lengths)
     torch.testing.assert_close(beam.scores, greedy.scores, atol=1e-4, rtol=1e-5)

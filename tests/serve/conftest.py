@@ -21,9 +21,9 @@ pytest.importorskip("httpx")
 import uvicorn  # noqa: E402
 
 from transformer import Transformer, TransformerConfig  # noqa: E402
+from transformer.checkpoint import save_weights  # noqa: E402
 from transformer.data.vocab import Vocab  # noqa: E402
 from transformer.serve import ServeConfig, create_app  # noqa: E402
-from transformer.training.checkpoint import save_weights  # noqa: E402
 from transformer.translator import Translator  # noqa: E402
 
 SUBJECTS = ["the cat", "a dog", "my neighbour", "the old man", "her sister", "our teacher", "the bird", "a child"]

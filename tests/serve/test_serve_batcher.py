@@ -11,9 +11,10 @@ import threading
 
 import pytest
 
-from transformer.serve.batcher import Batcher, DecodeOptions, QueueFull, ShuttingDown
+from transformer import DecodeOptions
+from transformer.serve.batcher import Batcher, QueueFull, ShuttingDown
 
-BEAM4 = DecodeOptions(beam_size=4, n_best=1, length_penalty=0.6)
+BEAM4 = DecodeOptions()
 BEAM2 = DecodeOptions(beam_size=2, n_best=2, length_penalty=0.6)
 
 

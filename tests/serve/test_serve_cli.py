@@ -13,6 +13,7 @@ import time
 import httpx
 import pytest
 
+from transformer import DecodeOptions
 from transformer.cli import main
 
 
@@ -64,7 +65,7 @@ def test_bad_options_are_refused(capsys, run_dir, argv, code, message):
 
 
 def test_missing_checkpoint_is_an_error(capsys, tmp_path):
-    assert main(["serve", "--checkpoint", str(tmp_path / "nothing")]) == 1
+    assert main(["serve", "--checkpoint", str(tmp_path / "nothing")]) == 2
     assert "no such checkpoint" in capsys.readouterr().err
 
 
@@ -122,7 +123,7 @@ def test_serve_command_answers_over_http(run_dir, translator):
         texts = ["The cat sees a small boat.", "Our teacher calls the moon again."]
         response = httpx.post(f"{url}/translate", json={"texts": texts}, timeout=60)
         assert response.status_code == 200, response.text
-        expected = translator.translate(texts, beam_size=2, max_len=10)
+        expected = translator.translate(texts, DecodeOptions(beam_size=2, max_len=10))
         for result, exp in zip(response.json()["translations"], expected):
             assert result["text"] == exp[0].text
             assert result["score"] == pytest.approx(exp[0].score, abs=1e-4)

@@ -16,10 +16,11 @@ import time
 import httpx
 import pytest
 
+from transformer import DecodeOptions
 from transformer.serve import ServeConfig, create_app
 
-LIMITS = dict(max_text_tokens=40, max_texts=8, max_beam_size=8, max_len=10)
-DEFAULTS = dict(beam_size=4, n_best=1, length_penalty=0.6, max_len=10)  # ServeConfig's defaults, max_len = LIMITS'
+DEFAULTS = DecodeOptions(max_len=10)  # the server's decoding defaults: the paper's, and at most 10 tokens
+LIMITS = dict(max_text_tokens=40, max_texts=8, max_beam_size=8, decode=DEFAULTS)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,7 @@ def test_single_text_equals_translator(server, translator, sentences):
     response = post(server, json={"text": text})
     assert response.status_code == 200, response.text
     (result,) = response.json()["translations"]
-    assert_same(result, translator.translate([text], **DEFAULTS)[0])
+    assert_same(result, translator.translate([text], DEFAULTS)[0])
 
 
 def test_many_texts_with_options_equal_translator(server, translator, sentences):
@@ -77,7 +78,7 @@ def test_many_texts_with_options_equal_translator(server, translator, sentences)
     response = post(server, json={"texts": texts, **options})
     assert response.status_code == 200, response.text
     results = response.json()["translations"]
-    expected = translator.translate(texts, **{**DEFAULTS, **options})
+    expected = translator.translate(texts, DEFAULTS.override(**options))
     assert len(results) == len(texts)
     for result, exp in zip(results, expected):
         assert_same(result, exp, n_best=3)
@@ -88,7 +89,7 @@ def test_greedy(server, translator, sentences):
     texts = sentences(3, 5)
     response = post(server, json={"texts": texts, "beam_size": 1})
     assert response.status_code == 200, response.text
-    expected = translator.translate(texts, **{**DEFAULTS, "beam_size": 1})
+    expected = translator.translate(texts, DEFAULTS.override(beam_size=1))
     for result, exp in zip(response.json()["translations"], expected):
         assert_same(result, exp)
 
@@ -294,7 +295,7 @@ def test_server_survives_bad_input(server, translator):
     assert health(server)["status"] == "ok"
     response = post(server, json={"text": "A dog."})
     assert response.status_code == 200
-    assert_same(response.json()["translations"][0], translator.translate(["A dog."], **DEFAULTS)[0])
+    assert_same(response.json()["translations"][0], translator.translate(["A dog."], DEFAULTS)[0])
 
 
 # -- batching under concurrency ------------------------------------------------------------------------
@@ -305,7 +306,7 @@ def test_100_concurrent_requests_are_batched_and_correct(serve, translator, sent
     wide = dict(beam_size=2, n_best=2)  # every 4th request asks for other options: its own batches
     payloads = [{"text": t, **(wide if i % 4 == 0 else {})} for i, t in enumerate(texts)]
     expected = [
-        translator.translate([t], **{**DEFAULTS, **(wide if i % 4 == 0 else {})})[0] for i, t in enumerate(texts)
+        translator.translate([t], DEFAULTS.override(**(wide if i % 4 == 0 else {})))[0] for i, t in enumerate(texts)
     ]
 
     async def one(client: httpx.AsyncClient, payload: dict) -> tuple[httpx.Response, float]:
@@ -349,10 +350,10 @@ class GatedTranslator:
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
 
-    def translate(self, texts, **options):
+    def translate(self, texts, options=None):
         self.batches.append(list(texts))
         assert self.gate.wait(timeout=20), "the test never opened the gate"
-        return self.inner.translate(texts, **options)
+        return self.inner.translate(texts, options)
 
 
 class SleepyTranslator(GatedTranslator):
@@ -363,12 +364,12 @@ class SleepyTranslator(GatedTranslator):
         self.gate.set()
         self.delay = delay
 
-    def translate(self, texts, **options):
+    def translate(self, texts, options=None):
         if any("boom" in t for t in texts):
             raise RuntimeError("boom: the model broke")
         if any("slow" in t for t in texts):
             time.sleep(self.delay)
-        return super().translate(texts, **options)
+        return super().translate(texts, options)
 
 
 def test_full_queue_gives_503_with_retry_after(serve, translator, sentences):
@@ -400,7 +401,7 @@ def test_full_queue_gives_503_with_retry_after(serve, translator, sentences):
     assert "2 texts are waiting" in refused.json()["error"]["message"]
     for response, text in zip(served, texts):
         assert response.status_code == 200
-        assert_same(response.json()["translations"][0], translator.translate([text], **DEFAULTS)[0])
+        assert_same(response.json()["translations"][0], translator.translate([text], DEFAULTS)[0])
     assert state["rejected"] == 2 and state["texts_translated"] == 3
     assert gated.batches == [[t] for t in texts[:3]]
 
@@ -429,7 +430,7 @@ def test_timeout_gives_504_and_the_server_recovers(serve, translator):
         wait_for(srv, lambda s: s["in_flight"] == 0)
         ok = post(srv, json={"text": "A dog."})
         assert ok.status_code == 200
-        assert_same(ok.json()["translations"][0], translator.translate(["A dog."], **DEFAULTS)[0])
+        assert_same(ok.json()["translations"][0], translator.translate(["A dog."], DEFAULTS)[0])
         state = health(srv)
     assert state["timeouts"] == 2
     # The queued text gave up before its turn, so it was never decoded.

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from transformer.data import prepare
-from transformer.settings import RunConfig, load_config
+from transformer.run_config import RunConfig, load_config
 
 WORDS = ["red", "blue", "green", "black", "white", "small", "large", "cat", "dog", "bird"]
 

@@ -8,19 +8,20 @@ import pytest
 import torch
 
 from transformer import Transformer, TransformerConfig
+from transformer.checkpoint import save_weights
 from transformer.cli import main
+from transformer.run_dir import load_model
 from transformer.training.average import average_checkpoints, last_checkpoints
-from transformer.training.checkpoint import load_model, save_checkpoint, save_weights
-
-CFG = TransformerConfig(src_vocab_size=11, tgt_vocab_size=11, d_model=8, n_heads=2, d_ff=16, n_encoder_layers=1,
-                        n_decoder_layers=1, share_embeddings=True)
+from transformer.training.checkpoint import save_checkpoint
 
 
-def _run_with_checkpoints(run_dir: Path, steps: list[int]) -> list[Transformer]:
+def _run_with_checkpoints(run_dir: Path, steps: list[int], cfg: TransformerConfig | None = None) -> list[Transformer]:
     models = []
     for step in steps:
         torch.manual_seed(step)
-        model = Transformer(CFG)
+        model = Transformer(cfg or TransformerConfig(src_vocab_size=11, tgt_vocab_size=11, d_model=8, n_heads=2,
+                                                     d_ff=16, n_encoder_layers=1, n_decoder_layers=1,
+                                                     share_embeddings=True))
         save_checkpoint(run_dir, step, model, {"step": step}, keep_last=10)
         models.append(model)
     return models
@@ -37,7 +38,7 @@ def test_average_of_two_is_the_mean_tensor_by_tensor(tmp_path: Path) -> None:
         "step_00000001.safetensors", "step_00000002.safetensors"]
 
 
-def test_last_n_and_errors(tmp_path: Path) -> None:
+def test_last_n_and_errors(tmp_path: Path, make_cfg) -> None:
     models = _run_with_checkpoints(tmp_path, [3, 6, 9])
     paths = last_checkpoints(tmp_path, 2)
     assert [p.name for p in paths] == ["step_00000006.safetensors", "step_00000009.safetensors"]
@@ -47,8 +48,7 @@ def test_last_n_and_errors(tmp_path: Path) -> None:
     w = load_model(out)[0].encoder.layers[0].feed_forward.w_1.weight
     expected = sum(m.encoder.layers[0].feed_forward.w_1.weight for m in models) / 3
     torch.testing.assert_close(w, expected, rtol=1e-6, atol=1e-7)
-    other = Transformer(TransformerConfig(src_vocab_size=11, tgt_vocab_size=11, d_model=8, n_heads=2, d_ff=8,
-                                          n_encoder_layers=1, n_decoder_layers=1))
+    other = Transformer(make_cfg(src_vocab_size=11, tgt_vocab_size=11, d_model=8, d_ff=8))
     save_weights(other, tmp_path / "other.safetensors")
     with pytest.raises(ValueError, match="another model"):
         average_checkpoints([paths[0], tmp_path / "other.safetensors"], tmp_path / "bad.safetensors")

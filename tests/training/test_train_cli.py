@@ -9,7 +9,7 @@ import torch
 
 from transformer.cli import main
 from transformer.data import load_vocabs, source_ids
-from transformer.training.checkpoint import list_checkpoints, load_model
+from transformer.run_dir import list_checkpoints, load_model
 from transformer.training.metrics import read_metrics
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from transformer.training.checkpoint import latest_checkpoint, load_model
+from transformer.run_dir import latest_checkpoint, load_model
 from transformer.training.loop import train
 from transformer.training.metrics import read_metrics
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from transformer.training.checkpoint import latest_checkpoint, list_checkpoints, load_model, load_training_state
+from transformer.run_dir import latest_checkpoint, list_checkpoints, load_model
+from transformer.training.checkpoint import load_training_state
 
 STEPS = 50
 

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from transformer.data import load_vocabs
-from transformer.settings import TrainConfig, load_config
-from transformer.training.checkpoint import latest_checkpoint, list_checkpoints, load_model
+from transformer.run_config import TrainConfig, load_config
+from transformer.run_dir import latest_checkpoint, list_checkpoints, load_model
+from transformer.training.checkpoint import load_training_state
 from transformer.training.loop import Progress, train, update_best
 from transformer.training.metrics import read_metrics
 from transformer.training.schedule import noam_lr
@@ -41,20 +42,25 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path: Path, make_co
     assert strip(read_metrics(tmp_path / "a")) == strip(read_metrics(tmp_path / "b"))
 
 
-def test_resume_continues_exactly(tmp_path: Path, make_config) -> None:
-    full = train(make_config("train.max_steps=12"), tmp_path / "full")
-    train(make_config("train.max_steps=6"), tmp_path / "split")  # stops after step 6 (a checkpoint at 4 and 6)
+@pytest.mark.parametrize("split_at", [8, 6], ids=["at-a-validation", "between-validations"])
+def test_resume_continues_exactly(tmp_path: Path, make_config, split_at: int) -> None:
+    full = train(make_config("train.max_steps=12"), tmp_path / "full")  # validates at 4, 8, 12
+    split = train(make_config(f"train.max_steps={split_at}"), tmp_path / "split")  # stops (and saves) at split_at
+    assert split["step"] == split_at
     resumed = train(make_config("train.max_steps=12"), tmp_path / "split", resume=True)
     assert resumed["step"] == full["step"] == 12
     _assert_same_weights(_weights(tmp_path / "full"), _weights(tmp_path / "split"))
-    if resumed["best_step"] != 6:  # step 6 was validated only by the split run
-        assert resumed["best_score"] == full["best_score"] and resumed["best_step"] == full["best_step"]
-    # metrics.jsonl holds each step once, with the uninterrupted run's values (step 6 was the split run's end:
-    # it validated there, the full run did not)
-    full_records = read_metrics(tmp_path / "full")
-    split_records = [r for r in read_metrics(tmp_path / "split") if not (r["step"] == 6 and "valid_loss" in r)]
     drop_timing = lambda records: [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in records]  # noqa: E731
-    assert drop_timing(split_records) == drop_timing(full_records)
+    full_records, split_records = read_metrics(tmp_path / "full"), read_metrics(tmp_path / "split")
+    if split_at % 4 == 0:  # both runs validated at the same steps: every record and the best are the same
+        assert (resumed["best_score"], resumed["best_step"]) == (full["best_score"], full["best_step"])
+        assert drop_timing(split_records) == drop_timing(full_records)
+    else:  # the split run also validated at its end, step 6, which the full run never did
+        extra = [r for r in split_records if r["step"] == split_at and "valid_loss" in r]
+        assert len(extra) == 1
+        assert drop_timing([r for r in split_records if r not in extra]) == drop_timing(full_records)
+        scores = {r["step"]: r["valid_loss"] for r in split_records if "valid_loss" in r}
+        assert resumed["best_score"] == min(scores.values()) and scores[resumed["best_step"]] == resumed["best_score"]
 
 
 def test_run_directory_and_metrics(tmp_path: Path, make_config, corpus_dir: Path,
@@ -91,7 +97,7 @@ def test_decay_steps_bring_the_learning_rate_down_over_the_last_updates(tmp_path
     cfg = make_config("train.max_steps=8", "train.decay_steps=4")
     train(cfg, tmp_path / "run")
     lrs = {r["step"]: r["lr"] for r in read_metrics(tmp_path / "run") if "lr" in r}
-    d, t = cfg.model["d_model"], cfg.train
+    d, t = cfg.model.d_model, cfg.train
     assert lrs[2] == pytest.approx(noam_lr(2, d, t.warmup, t.lr_scale))  # untouched before the last 4
     assert lrs[4] == pytest.approx(noam_lr(4, d, t.warmup, t.lr_scale))
     assert lrs[6] == pytest.approx(noam_lr(6, d, t.warmup, t.lr_scale) * 3 / 4)
@@ -154,19 +160,27 @@ def test_update_best_and_early_stopping_bookkeeping() -> None:
     assert q.bad_evals == 1
 
 
-def test_early_stopping(tmp_path: Path, make_config) -> None:
-    cfg = make_config("train.max_steps=40", "train.patience=1", "train.eval_every=2", "train.save_every=100",
-                      "train.lr_scale=20.0", "model.dropout=0.0")
+@pytest.mark.parametrize(("patience", "losses", "stop_at"), [
+    (1, [3.0, 2.0, 2.5, 1.0, 0.5], 6),  # the 3rd validation is worse than the 2nd: stop at step 3 x 2
+    (2, [3.0, 2.0, 2.5, 1.5, 2.1, 2.2, 1.0], 12),  # better at the 4th, then two worse: the 6th
+    (2, [3.0, 2.0, 2.0, 1.9, 1.8, 1.7, 1.6, 1.5, 1.4, 1.3], 20),  # equal is not better, but never twice: no stop
+])
+def test_early_stopping(tmp_path: Path, make_config, monkeypatch: pytest.MonkeyPatch, patience: int,
+                        losses: list[float], stop_at: int) -> None:
+    """Validation returns scripted losses, so when the run stops is known exactly."""
+    import transformer.training.loop as loop
+
+    scripted = iter(losses)
+    monkeypatch.setattr(loop, "validate", lambda *args: {"valid_loss": next(scripted)})
+    cfg = make_config("train.max_steps=20", f"train.patience={patience}", "train.eval_every=2",
+                      "train.save_every=100")
     summary = train(cfg, tmp_path / "run")
     evals = [r["valid_loss"] for r in read_metrics(tmp_path / "run") if "valid_loss" in r]
-    # it stops at the first validation that is not better than the best one before it
-    first_worse = next((i for i in range(1, len(evals)) if evals[i] >= min(evals[:i])), None)
-    if first_worse is None:
-        assert summary["step"] == 40 and not summary["stopped_early"]
-    else:
-        assert summary["stopped_early"] and len(evals) == first_worse + 1
-        assert summary["step"] == 2 * len(evals)
-        assert [s for s, _ in list_checkpoints(tmp_path / "run")] == [summary["step"]]  # saved on stopping
+    assert summary["step"] == stop_at and evals == losses[: stop_at // 2]
+    assert summary["stopped_early"] == (stop_at < 20)
+    assert summary["best_score"] == min(evals) and summary["best_step"] == 2 * (evals.index(min(evals)) + 1)
+    assert [s for s, _ in list_checkpoints(tmp_path / "run")] == [stop_at]  # saved on stopping
+    assert load_model(tmp_path / "run" / "best.safetensors")[1]["step"] == summary["best_step"]
 
 
 def test_time_budget_stops_training_and_carries_over_resumes(tmp_path: Path, make_config) -> None:
@@ -187,13 +201,27 @@ def test_time_budget_stops_training_and_carries_over_resumes(tmp_path: Path, mak
     assert not longer["out_of_time"] and longer["step"] == 3 and longer["elapsed_s"] > summary["elapsed_s"]
 
 
-def test_untied_separate_vocabularies_bf16_and_accumulation(tmp_path: Path, make_config) -> None:
-    # a smoke test of the other code paths, checked by the numbers they must produce
-    summary = train(make_config("train.max_steps=3", "train.bf16=true", "train.accumulate=2",
-                                "model.tie_output=false", "train.loss_chunk_size=7", "train.clip_norm=0.1"),
-                    tmp_path / "run")
-    assert summary["step"] == 3
-    model, meta = load_model(tmp_path / "run")
+def test_accumulation_chunked_loss_untied_output_and_bf16(tmp_path: Path, make_config) -> None:
+    """The other code paths, each checked against what it must equal."""
+    base = ("train.max_steps=3", "train.log_every=1", "train.clip_norm=0.1", "model.tie_output=false")
+    losses = {}
+    for name, extra in {"whole": ["train.loss_chunk_size=0"], "chunks of 7": ["train.loss_chunk_size=7"],
+                        "bf16": ["train.bf16=true"], "accumulate 2": ["train.accumulate=2"]}.items():
+        summary = train(make_config(*base, *extra), tmp_path / name)
+        assert summary["step"] == 3 and json.loads(json.dumps(summary)) == summary
+        losses[name] = [r["loss"] for r in read_metrics(tmp_path / name) if "loss" in r]
+    # the loss in chunks is the loss at once (float32, summed in another order)
+    assert losses["chunks of 7"] == pytest.approx(losses["whole"], rel=1e-5)
+    # bf16 autocast: the same losses to bf16's precision (3 significant digits), not the same numbers
+    assert losses["bf16"] == pytest.approx(losses["whole"], rel=2e-2) and losses["bf16"] != losses["whole"]
+    # accumulation: two batches per update, so 3 updates used 6 batches; the first update's loss is the mean
+    # over its two batches, so it differs from the one-batch run's
+    position = lambda name: [load_training_state(latest_checkpoint(tmp_path / name))["progress"][key]  # noqa: E731
+                             for key in ("epoch", "batch_in_epoch")]
+    assert position("whole") == [0, 3] and position("accumulate 2") == [0, 6]
+    assert losses["accumulate 2"][0] != losses["whole"][0]
+    # an untied output projection is its own parameter, saved and loaded as such
+    model, meta = load_model(tmp_path / "whole")
     assert meta["step"] == 3 and not model.cfg.tie_output
-    assert all(torch.isfinite(p).all() for p in model.parameters())
-    assert json.loads(json.dumps(summary)) == summary
+    assert model.output_weight.data_ptr() != model.tgt_embed.weight.data_ptr()
+    assert not torch.equal(model.output_weight, model.tgt_embed.weight)

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from transformer import TransformerConfig
-from transformer.settings import (
+from transformer import Architecture, DecodeOptions, TransformerConfig
+from transformer.run_config import (
     MODEL_FIELDS,
     DataConfig,
-    DecodeConfig,
     RunConfig,
     TrainConfig,
     load_config,
@@ -29,8 +28,10 @@ def test_defaults_are_the_papers_recipe() -> None:
     assert (t.warmup, t.betas, t.eps, t.label_smoothing, t.lr_scale) == (4000, (0.9, 0.98), 1e-9, 0.1, 1.0)
     assert (cfg.decode.beam_size, cfg.decode.length_penalty, cfg.decode.max_len) == (4, 0.6, None)
     assert cfg.data.max_tokens == 4096
-    assert cfg.model["d_model"] == 512 and cfg.model["n_heads"] == 8 and set(cfg.model) == set(MODEL_FIELDS)
-    assert not {"src_vocab_size", "tgt_vocab_size", "pad_id", "bos_id", "eos_id"} & set(cfg.model)
+    assert cfg.model == Architecture() and cfg.model.d_model == 512 and cfg.model.n_heads == 8
+    assert set(cfg.model.to_dict()) == set(MODEL_FIELDS)
+    assert not {"src_vocab_size", "tgt_vocab_size", "pad_id", "bos_id", "eos_id"} & set(MODEL_FIELDS)
+    assert cfg.decode == DecodeOptions()
 
 
 def test_file_and_typed_overrides(tmp_path: Path) -> None:
@@ -40,8 +41,8 @@ def test_file_and_typed_overrides(tmp_path: Path) -> None:
     cfg = load_config(path, ["train.max_steps=20", "train.lr_scale=2", "train.clip_norm=1.5", "train.bf16=true",
                              "model.dropout=0.3", "decode.max_len=80", "data.dir=elsewhere", "train.device='cpu'",
                              "train.betas=[0.85, 0.95]"])
-    assert cfg.model["d_model"] == 64 and cfg.model["n_heads"] == 4 and cfg.model["dropout"] == 0.3
-    assert cfg.model["d_ff"] == 2048  # untouched fields keep the defaults
+    assert cfg.model.d_model == 64 and cfg.model.n_heads == 4 and cfg.model.dropout == 0.3
+    assert cfg.model.d_ff == 2048  # untouched fields keep the defaults
     assert cfg.train.max_steps == 20 and cfg.train.lr_scale == 2.0 and isinstance(cfg.train.lr_scale, float)
     assert cfg.train.clip_norm == 1.5 and cfg.train.bf16 is True and cfg.train.betas == (0.85, 0.95)
     assert cfg.decode.max_len == 80 and cfg.data.dir == "elsewhere" and cfg.train.device == "cpu"
@@ -67,6 +68,10 @@ def test_file_and_typed_overrides(tmp_path: Path) -> None:
         ("train.device=tpu", "train.device='tpu'"),
         ("train.decay_steps=200000", r"train.decay_steps=200000 must be in \[0, train.max_steps=100000\]"),
         ("train.decay_steps=-1", r"train.decay_steps=-1 must be in \[0,"),
+        ("decode.beam_size=0", "decode.beam_size=0 must be >= 1"),
+        ("decode.n_best=5", r"decode.n_best=5 must be between 1 and beam_size \(4\)"),
+        ("decode.length_penalty=-1", "decode.length_penalty=-1.0 must be >= 0"),
+        ("decode.beam=3", r"unknown field decode.beam: valid fields of \[decode\] are beam_size, n_best"),
     ],
 )
 def test_bad_values_name_the_problem(override: str, message: str) -> None:
@@ -100,7 +105,7 @@ def test_round_trip(tmp_path: Path) -> None:
 
 def test_every_optional_field_defaults_to_none() -> None:
     # TOML has no null: leaving a None out of the saved file is only lossless if None is the default.
-    for cls in (DataConfig, TrainConfig, DecodeConfig):
+    for cls in (DataConfig, TrainConfig, DecodeOptions):
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             if type(None) in typing.get_args(hints[f.name]):
@@ -110,26 +115,27 @@ def test_every_optional_field_defaults_to_none() -> None:
 @pytest.mark.parametrize("name", ["demo", "multi30k", "base", "big"])
 def test_shipped_configs_load(name: str) -> None:
     cfg = load_config(REPO / "configs" / f"{name}.toml")
-    TransformerConfig(src_vocab_size=100, tgt_vocab_size=100, **cfg.model)
+    TransformerConfig.of(cfg.model, src_vocab_size=100, tgt_vocab_size=100)
     assert cfg.train.max_steps > 0
 
 
 def test_paper_configs_follow_table_3() -> None:
     base = load_config(REPO / "configs" / "base.toml")
     big = load_config(REPO / "configs" / "big.toml")
-    assert {k: base.model[k] for k in ("d_model", "n_heads", "d_ff", "n_encoder_layers", "dropout")} == {
+    names = ("d_model", "n_heads", "d_ff", "n_encoder_layers", "dropout")
+    assert {k: getattr(base.model, k) for k in names} == {
         "d_model": 512, "n_heads": 8, "d_ff": 2048, "n_encoder_layers": 6, "dropout": 0.1}
-    assert {k: big.model[k] for k in ("d_model", "n_heads", "d_ff", "n_encoder_layers", "dropout")} == {
+    assert {k: getattr(big.model, k) for k in names} == {
         "d_model": 1024, "n_heads": 16, "d_ff": 4096, "n_encoder_layers": 6, "dropout": 0.3}
     for cfg, steps in ((base, 100_000), (big, 300_000)):
         assert cfg.train.max_steps == steps and cfg.train.warmup == 4000 and cfg.train.label_smoothing == 0.1
         assert cfg.data.max_tokens * cfg.train.accumulate >= 25_000  # ~25k tokens per step (§5.1)
-        assert cfg.model["share_embeddings"] and cfg.model["tie_output"]
+        assert cfg.model.share_embeddings and cfg.model.tie_output
 
 
 def test_configs_demo_matches_the_packaged_demo_config() -> None:
     """configs/demo.toml is the demo's run config for training by hand: it must not drift from the one
-    `transformer demo` ships (src/transformer/resources/demo.toml), whose [demo] section it leaves out."""
+    `transformer demo` ships (src/transformer/demo/demo.toml), whose [demo] section it leaves out."""
     from importlib import resources
 
     try:
@@ -139,7 +145,7 @@ def test_configs_demo_matches_the_packaged_demo_config() -> None:
 
     repo = Path(__file__).resolve().parents[2]
     by_hand = tomllib.loads((repo / "configs" / "demo.toml").read_text(encoding="utf-8"))
-    packaged = tomllib.loads(resources.files("transformer.resources").joinpath("demo.toml").read_text("utf-8"))
+    packaged = tomllib.loads(resources.files("transformer.demo").joinpath("demo.toml").read_text("utf-8"))
     packaged.pop("demo")
     by_hand["data"].pop("dir")
     assert by_hand == packaged

@@ -12,13 +12,9 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from transformer.attention import (
-    EXPLICIT_MAX_KEYS_TRAINING,
-    MultiHeadAttention,
-    explicit_attention,
-    scaled_dot_product_attention,
-)
+from transformer.attention import MultiHeadAttention, attention, scaled_dot_product_attention
 from transformer.masks import causal_mask
+from transformer.ops.sdpa import FORMULA_MAX_KEYS_TRAINING
 
 
 def reference_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -104,7 +100,7 @@ def test_masked_keys_do_not_influence_output() -> None:
 
 
 @pytest.mark.parametrize("masked", [False, True])
-def test_fused_and_explicit_paths_agree(masked: bool) -> None:
+def test_fused_kernel_and_formula_agree(masked: bool) -> None:
     q, k, v = random_qkv(b=4, h=2, tq=11, tk=13, dh=16)
     mask = random_mask(4, 11, 13) if masked else None
     fused, _ = scaled_dot_product_attention(q, k, v, mask, need_weights=False)
@@ -114,7 +110,7 @@ def test_fused_and_explicit_paths_agree(masked: bool) -> None:
 
 @pytest.mark.parametrize("masked", [False, True])
 def test_single_query_path_matches_the_formula_and_has_gradients(masked: bool) -> None:
-    # one query per row: the decoding step, which takes the explicit two-matmul path on the CPU
+    # one query per row: the decoding step, which takes the two-matmul formula on the CPU
     q, k, v = (t.requires_grad_() for t in random_qkv(b=3, h=2, tq=1, tk=9, dh=16))
     mask = random_mask(3, 1, 9) if masked else None
     if masked:
@@ -123,7 +119,7 @@ def test_single_query_path_matches_the_formula_and_has_gradients(masked: bool) -
     assert weights is None
     torch.testing.assert_close(out.detach().double(), reference_attention(q.detach(), k.detach(), v.detach(), mask)[0],
                                atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(out, explicit_attention(q, k, v, mask))
+    torch.testing.assert_close(out, attention(q, k, v, mask)[0])
     (out * torch.randn_like(out)).sum().backward()
     for name, t in (("q", q), ("k", k), ("v", v)):
         assert t.grad is not None and bool(t.grad.isfinite().all()), name
@@ -132,10 +128,10 @@ def test_single_query_path_matches_the_formula_and_has_gradients(masked: bool) -
     torch.testing.assert_close(out.detach()[rows], fused[rows], atol=1e-6, rtol=1e-5)
 
 
-@pytest.mark.parametrize("tk", [7, EXPLICIT_MAX_KEYS_TRAINING, EXPLICIT_MAX_KEYS_TRAINING + 1])
+@pytest.mark.parametrize("tk", [7, FORMULA_MAX_KEYS_TRAINING, FORMULA_MAX_KEYS_TRAINING + 1])
 @pytest.mark.parametrize("causal", [False, True])
 def test_training_path_matches_the_fused_kernel_values_and_gradients(tk: int, causal: bool) -> None:
-    # With gradients on the CPU, short keys take explicit_attention and longer ones the fused kernel: either
+    # With gradients on the CPU, short keys take the formula (``attention``) and longer ones the fused kernel: either
     # way the output and the gradients of q, k and v are those of torch's kernel (our oracle here).
     tq = tk if causal else 5
     q, k, v = random_qkv(b=3, h=2, tq=tq, tk=tk, dh=8)
@@ -155,21 +151,24 @@ def test_training_path_matches_the_fused_kernel_values_and_gradients(tk: int, ca
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=name)
 
 
-def test_explicit_attention_zeroes_empty_rows_and_drops_weights() -> None:
+def test_attention_zeroes_empty_rows_and_drops_weights() -> None:
     q, k, v = (t.requires_grad_() for t in random_qkv(b=2, h=2, tq=4, tk=6, dh=8))
     mask = torch.ones(2, 1, 4, 6, dtype=torch.bool)
     mask[1, :, 2] = False  # query 2 of sentence 1 may see nothing
-    out = explicit_attention(q, k, v, mask)
+    out, weights = attention(q, k, v, mask, need_weights=True)
     assert bool((out[1, :, 2] == 0).all()) and bool((out[0] != 0).all())
+    assert weights is not None and bool((weights[1, :, 2] == 0).all())
     out.sum().backward()
     assert all(bool(t.grad.isfinite().all()) for t in (q, k, v))
-    # dropout on the weights: rows of dropped weights no longer sum to one, in expectation they do
+    # dropout on the weights: rows of dropped weights no longer sum to one, in expectation they do; the weights
+    # returned are those before dropout
     ones = torch.ones(1, 1, 2000, 1)
     torch.manual_seed(0)
-    dropped = explicit_attention(torch.zeros(1, 1, 2000, 4), torch.zeros(1, 1, 8, 4), torch.ones(1, 1, 8, 1),
-                                 dropout_p=0.5)
+    dropped, weights = attention(torch.zeros(1, 1, 2000, 4), torch.zeros(1, 1, 8, 4), torch.ones(1, 1, 8, 1),
+                                 dropout_p=0.5, need_weights=True)
     assert not torch.equal(dropped, ones)
     assert abs(float(dropped.mean()) - 1.0) < 0.05
+    assert weights is not None and torch.equal(weights, torch.full((1, 1, 2000, 8), 1 / 8))
 
 
 def test_paths_agree_with_a_causal_mask() -> None:

@@ -121,3 +121,26 @@ def test_activation_dropout_defaults_to_dropout(activation_dropout: float | None
     inner = [layer.feed_forward.dropout.p for layer in [*model.encoder.layers, *model.decoder.layers]]
     outer = [layer.ff_block.dropout.p for layer in [*model.encoder.layers, *model.decoder.layers]]
     assert inner == [expected] * 6 and outer == [0.3] * 6  # only the FFN's inner dropout changes
+
+
+def test_architecture_is_the_config_without_its_vocabulary() -> None:
+    from transformer import Architecture
+
+    cfg = TransformerConfig.preset("tiny", **VOCAB, pad_id=3, bos_id=4, eos_id=5, norm_first=True)
+    architecture = cfg.architecture
+    assert architecture == Architecture(**{k: v for k, v in cfg.to_dict().items() if k in architecture.to_dict()})
+    assert set(cfg.to_dict()) - set(architecture.to_dict()) == {"src_vocab_size", "tgt_vocab_size", "pad_id",
+                                                                 "bos_id", "eos_id"}
+    assert TransformerConfig.of(architecture, **VOCAB, pad_id=3, bos_id=4, eos_id=5) == cfg
+    assert Architecture() == TransformerConfig(**VOCAB).architecture  # the same defaults: the paper's base
+    with pytest.raises(ValueError, match="invalid Architecture: d_model=30 must be divisible by n_heads=8"):
+        Architecture(d_model=30)
+
+
+def test_activation_names_live_in_the_config_and_each_has_a_function() -> None:
+    from transformer.config import ACTIVATIONS
+    from transformer.feed_forward import ACTIVATION_FUNCTIONS
+
+    assert set(ACTIVATIONS) == set(ACTIVATION_FUNCTIONS)
+    for name in ACTIVATIONS:
+        TransformerConfig(**VOCAB, activation=name)  # every name is accepted

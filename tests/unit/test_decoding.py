@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from transformer.cache import DecoderState
-from transformer.decoding import beam_search, greedy_search, length_penalty
+from transformer.decoding import DecodeOptions, beam_search, gnmt_length_penalty, greedy_search
 
 PAD, BOS, EOS = 0, 1, 2
 A, B, C, D = 3, 4, 5, 6
@@ -93,10 +93,10 @@ GARDEN_PATH = table_from(
 
 
 def test_length_penalty_arithmetic() -> None:
-    assert length_penalty(1, 0.6) == 1.0
-    assert length_penalty(10, 0.6) == pytest.approx((15 / 6) ** 0.6)
-    assert length_penalty(7, 0.0) == 1.0
-    assert length_penalty(4, 1.0) == pytest.approx(1.5)
+    assert gnmt_length_penalty(1, 0.6) == 1.0
+    assert gnmt_length_penalty(10, 0.6) == pytest.approx((15 / 6) ** 0.6)
+    assert gnmt_length_penalty(7, 0.0) == 1.0
+    assert gnmt_length_penalty(4, 1.0) == pytest.approx(1.5)
 
 
 def test_greedy_follows_the_most_probable_token() -> None:
@@ -108,7 +108,7 @@ def test_greedy_follows_the_most_probable_token() -> None:
 
 @pytest.mark.parametrize("alpha", [0.0, 0.6])
 def test_beam_two_finds_a_better_translation_than_greedy(alpha: float) -> None:
-    gen = beam_search(StubModel(GARDEN_PATH), SRC, beam_size=2, n_best=2, length_penalty=alpha)
+    gen = beam_search(StubModel(GARDEN_PATH), SRC, DecodeOptions(beam_size=2, n_best=2, length_penalty=alpha))
     assert gen.tokens.tolist() == [[[B], [A]]]
     assert gen.lengths.tolist() == [[1, 1]]
     expected = [logp(0.4, 0.9) / lp(2, alpha), logp(0.6, 0.4) / lp(2, alpha)]  # |Y| = 2 counts the EOS
@@ -125,7 +125,7 @@ def test_length_penalty_can_prefer_the_longer_hypothesis(n_best: int) -> None:
     table = table_from({(): {EOS: 0.55, A: 0.45}, (A,): {A: 1.0}, (A, A): {EOS: 1.0}}, default={EOS: 1.0})
     short, long = (logp(0.55), 1), (logp(0.45), 3)
     for alpha, winner in ((0.0, []), (2.0, [A, A])):
-        gen = beam_search(StubModel(table), SRC, beam_size=2, n_best=n_best, length_penalty=alpha)
+        gen = beam_search(StubModel(table), SRC, DecodeOptions(beam_size=2, n_best=n_best, length_penalty=alpha))
         scores = sorted([short[0] / lp(short[1], alpha), long[0] / lp(long[1], alpha)], reverse=True)
         assert gen.tokens[0, 0, : len(winner)].tolist() == winner and int(gen.lengths[0, 0]) == len(winner)
         assert gen.scores[0].tolist() == pytest.approx(scores[:n_best], rel=1e-6)
@@ -170,16 +170,16 @@ def test_wide_beam_is_exhaustive_and_n_best_is_sorted(alpha: float, n_best: int)
     brute = every_hypothesis(prefix_dependent_table, max_len, (EOS, A, B))
     assert len(brute) == 15
     ranked = sorted(((s / lp(n, alpha), list(y)) for y, s, n in brute), reverse=True)[:n_best]
-    gen = beam_search(StubModel(prefix_dependent_table), SRC, beam_size=15, n_best=n_best, max_len=max_len,
-                      length_penalty=alpha)
+    options = DecodeOptions(beam_size=15, n_best=n_best, max_len=max_len, length_penalty=alpha)
+    gen = beam_search(StubModel(prefix_dependent_table), SRC, options)
     got = [gen.tokens[0, i, : int(gen.lengths[0, i])].tolist() for i in range(n_best)]
     assert got == [y for _, y in ranked]
     assert gen.scores[0].tolist() == pytest.approx([s for s, _ in ranked], rel=1e-5)
 
 
 def test_n_best_is_the_top_of_the_beam() -> None:
-    gen4 = beam_search(StubModel(prefix_dependent_table), SRC, beam_size=4, n_best=4, max_len=5)
-    gen2 = beam_search(StubModel(prefix_dependent_table), SRC, beam_size=4, n_best=2, max_len=5)
+    gen4 = beam_search(StubModel(prefix_dependent_table), SRC, DecodeOptions(beam_size=4, n_best=4, max_len=5))
+    gen2 = beam_search(StubModel(prefix_dependent_table), SRC, DecodeOptions(beam_size=4, n_best=2, max_len=5))
     assert gen2.tokens.shape[:2] == (1, 2)
     assert torch.equal(gen2.scores, gen4.scores[:, :2])
     assert torch.equal(gen2.tokens, gen4.tokens[:, :2, : gen2.tokens.size(2)])
@@ -196,11 +196,11 @@ EAGER_EOS = table_from(
 def test_min_len_forbids_eos_before_it() -> None:
     plain = greedy_search(StubModel(EAGER_EOS), SRC)
     assert plain.tokens.size(2) == 0 and plain.lengths.tolist() == [[0]]  # EOS at once: an empty output
-    gen = greedy_search(StubModel(EAGER_EOS), SRC, min_len=2)
+    gen = greedy_search(StubModel(EAGER_EOS), SRC, DecodeOptions(min_len=2))
     assert gen.tokens.tolist() == [[[A, B]]]
     # Scores are of the model's own probabilities: the forbidden EOS mass is not renormalised away.
     assert gen.scores[0, 0].item() == pytest.approx(logp(0.2, 0.4, 0.9), rel=1e-6)
-    beam = beam_search(StubModel(EAGER_EOS), SRC, beam_size=2, min_len=2, length_penalty=0.0)
+    beam = beam_search(StubModel(EAGER_EOS), SRC, DecodeOptions(beam_size=2, min_len=2, length_penalty=0.0))
     assert beam.tokens[0, 0].tolist() == [A, B]
     assert beam.scores[0, 0].item() == pytest.approx(logp(0.2, 0.4, 0.9), rel=1e-6)
 
@@ -209,9 +209,9 @@ NEVER_ENDS = table_from({}, default={A: 0.5, B: 0.3, C: 0.2})
 
 
 def test_max_len_cuts_the_output() -> None:
-    gen = greedy_search(StubModel(NEVER_ENDS), SRC, max_len=4)
+    gen = greedy_search(StubModel(NEVER_ENDS), SRC, DecodeOptions(max_len=4))
     assert gen.tokens.tolist() == [[[A, A, A, A]]]
-    beam = beam_search(StubModel(NEVER_ENDS), SRC, beam_size=3, n_best=3, max_len=4, length_penalty=0.6)
+    beam = beam_search(StubModel(NEVER_ENDS), SRC, DecodeOptions(beam_size=3, n_best=3, max_len=4, length_penalty=0.6))
     assert beam.tokens[0, 0].tolist() == [A, A, A, A]
     assert beam.lengths.tolist() == [[4, 4, 4]]
     assert beam.scores[0, 0].item() == pytest.approx(logp(0.5, 0.5, 0.5, 0.5) / lp(4, 0.6), rel=1e-6)
@@ -224,7 +224,7 @@ def test_default_max_len_is_source_length_plus_50() -> None:
     gen = greedy_search(model, src)
     assert gen.lengths.tolist() == [[53], [55]]
     assert model.calls == 55  # no step past the longest limit
-    beam = beam_search(StubModel(NEVER_ENDS), src, beam_size=2)
+    beam = beam_search(StubModel(NEVER_ENDS), src, DecodeOptions(beam_size=2))
     assert beam.lengths.tolist() == [[53], [55]]
     assert beam.tokens.shape == (2, 1, 55)
 
@@ -237,10 +237,10 @@ def source_dependent_table(first: int, prefix: tuple[int, ...]) -> dict[int, flo
 
 def test_batched_beam_equals_one_sentence_at_a_time() -> None:
     src = torch.tensor([[A, B, PAD, PAD], [B, C, D, A], [C, PAD, PAD, PAD]])
-    batched = beam_search(StubModel(source_dependent_table), src, beam_size=3, n_best=3, length_penalty=0.6)
+    options = DecodeOptions(beam_size=3, n_best=3, length_penalty=0.6)
+    batched = beam_search(StubModel(source_dependent_table), src, options)
     for i in range(3):
-        alone = beam_search(StubModel(source_dependent_table), src[i : i + 1], beam_size=3, n_best=3,
-                            length_penalty=0.6)
+        alone = beam_search(StubModel(source_dependent_table), src[i : i + 1], options)
         width = alone.tokens.size(2)
         assert torch.equal(batched.tokens[i, :, :width], alone.tokens[0])
         assert bool((batched.tokens[i, :, width:] == PAD).all())
@@ -249,8 +249,8 @@ def test_batched_beam_equals_one_sentence_at_a_time() -> None:
 
 def test_beam_one_equals_greedy_on_the_stub() -> None:
     for table in (GARDEN_PATH, EAGER_EOS, prefix_dependent_table):
-        greedy = greedy_search(StubModel(table), SRC, max_len=6)
-        beam = beam_search(StubModel(table), SRC, beam_size=1, max_len=6, length_penalty=0.0)
+        greedy = greedy_search(StubModel(table), SRC, DecodeOptions(max_len=6))
+        beam = beam_search(StubModel(table), SRC, DecodeOptions(beam_size=1, max_len=6, length_penalty=0.0))
         assert torch.equal(beam.tokens, greedy.tokens)
         torch.testing.assert_close(beam.scores, greedy.scores)
 
@@ -258,13 +258,13 @@ def test_beam_one_equals_greedy_on_the_stub() -> None:
 @pytest.mark.parametrize(("beam_size", "n_best"), [(0, 1), (2, 3), (2, 0)])
 def test_invalid_beam_arguments(beam_size: int, n_best: int) -> None:
     with pytest.raises(ValueError, match="beam_size" if beam_size < 1 else "n_best"):
-        beam_search(StubModel(GARDEN_PATH), SRC, beam_size=beam_size, n_best=n_best)
+        beam_search(StubModel(GARDEN_PATH), SRC, DecodeOptions(beam_size=beam_size, n_best=n_best))
 
 
 def test_negative_length_penalty_is_refused() -> None:
     """The search stops on a bound that needs lp to grow with length (alpha >= 0); the service also refuses it."""
     with pytest.raises(ValueError, match="length_penalty=-0.5 must be >= 0"):
-        beam_search(StubModel(GARDEN_PATH), SRC, beam_size=2, length_penalty=-0.5)
+        beam_search(StubModel(GARDEN_PATH), SRC, DecodeOptions(beam_size=2, length_penalty=-0.5))
 
 
 def test_special_tokens_are_never_generated() -> None:
@@ -273,10 +273,10 @@ def test_special_tokens_are_never_generated() -> None:
     Beam (alpha 0) ranks [] = [EOS] (0.1) over [A] = [A, EOS] (0.2 * 0.1); neither contains PAD or BOS.
     """
     table = table_from({}, default={PAD: 0.4, BOS: 0.3, A: 0.2, EOS: 0.1})
-    greedy = greedy_search(StubModel(table), SRC, max_len=3)
+    greedy = greedy_search(StubModel(table), SRC, DecodeOptions(max_len=3))
     assert greedy.tokens.tolist() == [[[A, A, A]]]
     assert greedy.scores[0, 0].item() == pytest.approx(logp(0.2, 0.2, 0.2), rel=1e-6)
-    beam = beam_search(StubModel(table), SRC, beam_size=2, n_best=2, max_len=3, length_penalty=0.0)
+    beam = beam_search(StubModel(table), SRC, DecodeOptions(beam_size=2, n_best=2, max_len=3, length_penalty=0.0))
     assert beam.lengths.tolist() == [[0, 1]]
     assert beam.tokens[0, 1, :1].tolist() == [A]
     assert beam.scores[0].tolist() == pytest.approx([logp(0.1), logp(0.2, 0.1)], rel=1e-6)
@@ -300,7 +300,7 @@ CONFIDENT = table_from(
 @pytest.mark.parametrize("beam_size", [2, 4])
 @pytest.mark.parametrize("alpha", [0.0, 0.6])
 def test_unlikely_early_eos_does_not_end_the_search(beam_size: int, alpha: float) -> None:
-    gen = beam_search(StubModel(CONFIDENT), SRC, beam_size=beam_size, length_penalty=alpha)
+    gen = beam_search(StubModel(CONFIDENT), SRC, DecodeOptions(beam_size=beam_size, length_penalty=alpha))
     assert gen.tokens.tolist() == [[[A, B, C, D]]]
     assert gen.scores[0, 0].item() == pytest.approx(logp(0.97, 0.97, 0.97, 0.97, 1.0) / lp(5, alpha), rel=1e-5)
     greedy = greedy_search(StubModel(CONFIDENT), SRC)
@@ -309,19 +309,17 @@ def test_unlikely_early_eos_does_not_end_the_search(beam_size: int, alpha: float
 
 @pytest.mark.parametrize("beam_size", [1, 3])
 def test_sentences_that_end_leave_the_batch_without_changing_any_result(
-    beam_size: int, monkeypatch: pytest.MonkeyPatch
+    beam_size: int, make_cfg, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A real model and sources of very different lengths, so different default limits (source length + 50):
     # sentences end at different steps (a random model rarely says EOS), and the batch shrinks (as soon as
     # one has ended) or never does; every output must be the same.
     import transformer.decoding.beam as beam_module
     import transformer.decoding.greedy as greedy_module
-    from transformer import Transformer, TransformerConfig
+    from transformer import Transformer
 
     torch.manual_seed(0)
-    cfg = TransformerConfig(src_vocab_size=17, tgt_vocab_size=17, d_model=16, n_heads=2, d_ff=32,
-                            n_encoder_layers=1, n_decoder_layers=2, dropout=0.0)
-    model = Transformer(cfg).eval()
+    model = Transformer(make_cfg(src_vocab_size=17, tgt_vocab_size=17, n_encoder_layers=1)).eval()
     lengths = [2, 9, 4, 1, 7, 3]
     src = torch.zeros(len(lengths), max(lengths) + 1, dtype=torch.long)
     for row, n in enumerate(lengths):
@@ -334,7 +332,7 @@ def test_sentences_that_end_leave_the_batch_without_changing_any_result(
         if beam_size == 1:
             runs.append(greedy_search(model, src))
         else:
-            runs.append(beam_search(model, src, beam_size=beam_size, n_best=2))
+            runs.append(beam_search(model, src, DecodeOptions(beam_size=beam_size, n_best=2)))
     dropped, kept = runs
     assert len(set(dropped.lengths[:, 0].tolist())) > 1  # the sentences did end at different steps
     assert torch.equal(dropped.tokens, kept.tokens) and torch.equal(dropped.lengths, kept.lengths)

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from transformer.dropout import Dropout, drop_mask, dropout, relu_dropout, rounded_p
 from transformer.feed_forward import PositionwiseFeedForward
+from transformer.ops.dropout import Dropout, drop_mask, dropout, relu_dropout, rounded_p
 
 N = 1 << 20  # elements per statistical check; 4.5 standard deviations below
 

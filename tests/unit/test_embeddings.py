@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from transformer import Transformer, TransformerConfig
+from transformer import Transformer
 from transformer.embeddings import PositionalEncoding, TokenEmbedding, sinusoidal_encoding
 
 
@@ -101,19 +101,15 @@ def test_pad_embedding_gets_no_gradient() -> None:
     assert bool((emb.weight.grad[3] != 0).all())
 
 
-def test_model_initialises_pad_embedding_to_zero() -> None:
-    cfg = TransformerConfig(src_vocab_size=9, tgt_vocab_size=11, d_model=8, n_heads=2, d_ff=16,
-                            n_encoder_layers=1, n_decoder_layers=1)
-    model = Transformer(cfg)
+def test_model_initialises_pad_embedding_to_zero(make_cfg) -> None:
+    model = Transformer(make_cfg(src_vocab_size=9, tgt_vocab_size=11))
     assert bool((model.src_embed.weight[0] == 0).all()) and bool((model.tgt_embed.weight[0] == 0).all())
     assert bool((model.tgt_embed.weight[1:].abs().sum(dim=1) > 0).all())
 
 
-def test_incremental_decoding_step_t_adds_pe_of_t() -> None:
+def test_incremental_decoding_step_t_adds_pe_of_t(make_cfg) -> None:
     """The embedding entering the decoder at step t is E[y_t] * sqrt(D) + PE(t), via a forward hook."""
-    cfg = TransformerConfig(src_vocab_size=13, tgt_vocab_size=13, d_model=12, n_heads=2, d_ff=16,
-                            n_encoder_layers=1, n_decoder_layers=1, dropout=0.0)
-    model = Transformer(cfg).eval()
+    model = Transformer(make_cfg(d_model=12, n_encoder_layers=1, n_decoder_layers=1)).eval()
     added: list[torch.Tensor] = []
     model.tgt_pos.register_forward_hook(lambda module, args, out: added.append(out - args[0]))
     src = torch.tensor([[3, 4, 5, 6]])

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import transformer.linear as linear_module
-from transformer.linear import Linear, PackedWeights, set_packed_inference
+import transformer.ops.linear as linear_module
+from transformer.ops.linear import Linear, PackedWeights, set_packed_inference
 
 
 @pytest.fixture(autouse=True)
@@ -24,7 +24,7 @@ def test_inference_equals_f_linear(shape: tuple[int, ...]) -> None:
     x = torch.randn(*shape)
     with torch.inference_mode():
         out = layer(x)
-        part = layer.rows(x, 8, 24)
+        part = layer.output_rows(x, 8, 24)
     assert out.shape == (*shape[:-1], 24)
     torch.testing.assert_close(out, F.linear(x, layer.weight, layer.bias), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(part, F.linear(x, layer.weight[8:], layer.bias[8:]), atol=1e-5, rtol=1e-5)
@@ -97,7 +97,7 @@ def test_int8_is_the_quantized_product_and_close_to_float(shape: tuple[int, ...]
     layer.packed.int8 = True
     x = torch.randn(*shape)
     with torch.inference_mode():
-        out, part = layer(x), layer.rows(x, 8, 24)
+        out, part = layer(x), layer.output_rows(x, 8, 24)
     rows = x.reshape(-1, 16)
     torch.testing.assert_close(out.reshape(-1, 24).double(), int8_reference(rows, layer.weight, layer.bias),
                                atol=1e-5, rtol=1e-5)

@@ -11,8 +11,8 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from transformer import Generation, Transformer, TransformerConfig
-from transformer.linear import int8_supported
+from transformer import DecodeOptions, Generation, Transformer, TransformerConfig, search
+from transformer.ops.linear import int8_supported
 
 PAD, BOS, EOS = 0, 1, 2
 
@@ -45,9 +45,9 @@ def test_base_parameter_count_matches_the_formula_and_the_paper() -> None:
     assert abs(expected - 65e6) / 65e6 < 0.05
 
 
-def test_untied_model_counts_each_table() -> None:
-    cfg = TransformerConfig(src_vocab_size=11, tgt_vocab_size=13, d_model=8, n_heads=2, d_ff=16,
-                            n_encoder_layers=1, n_decoder_layers=1, tie_output=False, norm_first=True)
+def test_untied_model_counts_each_table(make_cfg) -> None:
+    cfg = make_cfg(src_vocab_size=11, d_model=8, d_ff=16, n_encoder_layers=1, n_decoder_layers=1, tie_output=False,
+                   norm_first=True)
     model = Transformer(cfg)
     d, f = 8, 16
     attention, ffn, norm = 4 * d * d + 4 * d, 2 * d * f + f + d, 2 * d
@@ -55,12 +55,10 @@ def test_untied_model_counts_each_table() -> None:
     assert unique_parameter_count(model) == expected  # the last 2 * norm: pre-norm's two final LayerNorms
 
 
-def test_weight_sharing_and_tying_are_the_same_tensor() -> None:
-    cfg = TransformerConfig(src_vocab_size=13, tgt_vocab_size=13, d_model=8, n_heads=2, d_ff=16,
-                            n_encoder_layers=1, n_decoder_layers=1, share_embeddings=True, tie_output=True)
-    model = Transformer(cfg)
+def test_weight_sharing_and_tying_are_the_same_tensor(make_cfg) -> None:
+    model = Transformer(make_cfg(share_embeddings=True, tie_output=True))
     assert model.src_embed.weight is model.tgt_embed.weight is model.output_weight
-    untied = Transformer(TransformerConfig(**{**cfg.to_dict(), "share_embeddings": False, "tie_output": False}))
+    untied = Transformer(make_cfg(share_embeddings=False, tie_output=False))
     assert untied.src_embed.weight is not untied.tgt_embed.weight
     assert untied.output_weight is not untied.tgt_embed.weight
 
@@ -124,11 +122,11 @@ def test_generate_returns_int64_without_bos_or_eos_padded_with_pad(
         assert bool((is_pad.cummax(dim=1).values == is_pad).all()), "pad only at the end of a row"
 
 
-def test_generate_n_best_returns_generation_with_consistent_shapes(
+def test_search_n_best_returns_generation_with_consistent_shapes(
     tiny_model: Transformer, make_tokens: Callable[..., torch.Tensor]
 ) -> None:
     src = make_tokens([4, 6], 13)
-    gen = tiny_model.generate(src, beam_size=4, n_best=3, max_len=5, return_scores=True)
+    gen = search(tiny_model, src, DecodeOptions(beam_size=4, n_best=3, max_len=5))
     assert isinstance(gen, Generation)
     assert gen.tokens.dtype == torch.int64 and gen.lengths.dtype == torch.int64
     assert gen.tokens.dim() == 3 and gen.tokens.shape[:2] == (2, 3) and gen.tokens.size(2) <= 5
@@ -136,14 +134,16 @@ def test_generate_n_best_returns_generation_with_consistent_shapes(
     assert torch.equal(gen.lengths, (gen.tokens != PAD).sum(-1))
     assert bool((gen.scores[:, :-1] >= gen.scores[:, 1:]).all()), "best first"
     assert bool(gen.scores.isfinite().all()) and bool((gen.scores <= 0).all())
-    best = tiny_model.generate(src, beam_size=4, max_len=5)
+    best = tiny_model.generate(src, DecodeOptions(beam_size=4, n_best=3, max_len=5))  # the same search's best
     assert torch.equal(best, gen.tokens[:, 0, : best.size(1)])
+    assert torch.equal(tiny_model.generate(src, beam_size=4, max_len=5),  # names change the options' fields
+                       tiny_model.generate(src, DecodeOptions(beam_size=4, max_len=5)))
 
 
 def test_greedy_generation_scores_are_the_sum_of_log_probs(tiny_model: Transformer) -> None:
     """Score the greedy output again by teacher forcing: the same sum of log-probabilities."""
     src = torch.tensor([[3, 4, 5, 6, 7]])
-    gen = tiny_model.generate(src, beam_size=1, max_len=4, return_scores=True)
+    gen = search(tiny_model, src, DecodeOptions(beam_size=1, max_len=4))
     out = gen.tokens[0, 0, : int(gen.lengths[0, 0])]
     ended = int(gen.lengths[0, 0]) < 4
     target = torch.cat([out, torch.tensor([EOS])]) if ended else out
@@ -186,12 +186,12 @@ def test_bad_decoding_arguments_raise(tiny_model: Transformer) -> None:
         tiny_model.generate(src, beam_size=2, n_best=3)
     with pytest.raises(ValueError, match="max_len"):
         tiny_model.generate(src, beam_size=2, max_len=0)
+    with pytest.raises(TypeError, match="beam"):
+        tiny_model.generate(src, beam=2)  # not a DecodeOptions field
 
 
-def test_dropout_is_active_in_training_and_off_in_eval(make_tokens: Callable[..., torch.Tensor]) -> None:
-    cfg = TransformerConfig(src_vocab_size=13, tgt_vocab_size=13, d_model=16, n_heads=2, d_ff=32,
-                            n_encoder_layers=1, n_decoder_layers=1, dropout=0.3)
-    model = Transformer(cfg)
+def test_dropout_is_active_in_training_and_off_in_eval(make_cfg, make_tokens: Callable[..., torch.Tensor]) -> None:
+    model = Transformer(make_cfg(n_encoder_layers=1, n_decoder_layers=1, dropout=0.3))
     src, tgt_in = make_tokens([4], 13), make_tokens([3], 13, start_with_bos=True)
     model.train()
     assert not torch.allclose(model(src, tgt_in), model(src, tgt_in))
@@ -200,9 +200,10 @@ def test_dropout_is_active_in_training_and_off_in_eval(make_tokens: Callable[...
         torch.testing.assert_close(model(src, tgt_in), model(src, tgt_in), atol=0, rtol=0)
 
 
-def test_recomputed_layers_give_the_same_gradients_and_keep_less(make_tokens: Callable[..., torch.Tensor]) -> None:
-    cfg = TransformerConfig(src_vocab_size=23, tgt_vocab_size=23, d_model=16, n_heads=2, d_ff=64,
-                            n_encoder_layers=2, n_decoder_layers=2, dropout=0.3, attention_dropout=0.1)
+def test_recomputed_layers_give_the_same_gradients_and_keep_less(
+    make_cfg, make_tokens: Callable[..., torch.Tensor]
+) -> None:
+    cfg = make_cfg(src_vocab_size=23, tgt_vocab_size=23, d_ff=64, dropout=0.3, attention_dropout=0.1)
     model = Transformer(cfg).train()
     src, tgt_in = make_tokens([7, 4, 6], 23), make_tokens([5, 6, 2], 23, start_with_bos=True)
     runs = []
@@ -232,10 +233,8 @@ def test_recomputed_layers_give_the_same_gradients_and_keep_less(make_tokens: Ca
         torch.testing.assert_close(flagged, model(src, tgt_in), atol=0, rtol=0)
 
 
-def test_learned_positions_and_pre_norm_build_and_run(make_tokens: Callable[..., torch.Tensor]) -> None:
-    cfg = TransformerConfig(src_vocab_size=13, tgt_vocab_size=13, d_model=16, n_heads=2, d_ff=32,
-                            n_encoder_layers=1, n_decoder_layers=1, positional="learned", norm_first=True,
-                            max_positions=8, dropout=0.0)
+def test_learned_positions_and_pre_norm_build_and_run(make_cfg, make_tokens: Callable[..., torch.Tensor]) -> None:
+    cfg = make_cfg(n_encoder_layers=1, n_decoder_layers=1, positional="learned", norm_first=True, max_positions=8)
     model = Transformer(cfg).eval()
     assert model.encoder.final_norm is not None and model.decoder.final_norm is not None
     src, tgt_in = make_tokens([5], 13), make_tokens([4], 13, start_with_bos=True)
@@ -244,17 +243,16 @@ def test_learned_positions_and_pre_norm_build_and_run(make_tokens: Callable[...,
         model.encode(make_tokens([9], 13))
 
 
-def _two_sentence_model() -> tuple[Transformer, torch.Tensor]:
+@pytest.fixture
+def two_sentences(make_cfg) -> tuple[Transformer, torch.Tensor]:
     """A seeded 1+2-layer model (vocabulary 13) in eval mode and a 2-sentence source batch."""
     torch.manual_seed(0)
-    cfg = TransformerConfig(src_vocab_size=13, tgt_vocab_size=13, d_model=16, n_heads=2, d_ff=32,
-                            n_encoder_layers=1, n_decoder_layers=2, dropout=0.0)
-    return Transformer(cfg).eval(), torch.tensor([[5, 6, 7, 2], [8, 9, 2, 0]])
+    return Transformer(make_cfg(n_encoder_layers=1)).eval(), torch.tensor([[5, 6, 7, 2], [8, 9, 2, 0]])
 
 
-def test_reorder_within_sentences_equals_select_for_beam_moves() -> None:
+def test_reorder_within_sentences_equals_select_for_beam_moves(two_sentences) -> None:
     """Beam search moves rows only among one sentence's beams; the cheaper reorder must then equal select."""
-    model, src = _two_sentence_model()
+    model, src = two_sentences
     beams = 3
     with torch.no_grad():
         state = model.start_state(model.encode(src), model.source_mask(src), capacity=4)
@@ -269,8 +267,8 @@ def test_reorder_within_sentences_equals_select_for_beam_moves() -> None:
         assert torch.equal(getattr(fast, name), getattr(full, name)), name
 
 
-def test_reorders_alternate_between_two_buffers_and_keep_the_written_positions() -> None:
-    model, src = _two_sentence_model()
+def test_reorders_alternate_between_two_buffers_and_keep_the_written_positions(two_sentences) -> None:
+    model, src = two_sentences
     with torch.no_grad():
         state = model.start_state(model.encode(src), model.source_mask(src), capacity=6).repeat_rows(2)
         pointers = []
@@ -283,14 +281,12 @@ def test_reorders_alternate_between_two_buffers_and_keep_the_written_positions()
     assert pointers[0] == pointers[2] and pointers[1] == pointers[3] and pointers[0] != pointers[1]
 
 
-def test_shared_cross_attention_keys_equal_copied_ones() -> None:
+def test_shared_cross_attention_keys_equal_copied_ones(make_cfg) -> None:
     """repeat_rows keeps one copy of a sentence's cross-attention keys for its K beams, which attend as K
     queries; every step's logits must equal those of a state with the keys copied per beam, also after
     beam reorders and after select (which turns the shared state back into one source row per row)."""
     torch.manual_seed(1)
-    cfg = TransformerConfig(src_vocab_size=13, tgt_vocab_size=13, d_model=16, n_heads=2, d_ff=32,
-                            n_encoder_layers=1, n_decoder_layers=2, dropout=0.0)
-    model = Transformer(cfg).eval()
+    model = Transformer(make_cfg(n_encoder_layers=1)).eval()
     src = torch.tensor([[5, 6, 7, 2], [8, 9, 2, 0], [4, 2, 0, 0]])
     b, beams = 3, 4
     with torch.no_grad():
@@ -315,10 +311,9 @@ def test_shared_cross_attention_keys_equal_copied_ones() -> None:
 
 
 @pytest.mark.skipif(not int8_supported(), reason="this torch has no CPU torch._int_mm")
-def test_int8_inference_reaches_every_linear_layer_and_switches_back() -> None:
+def test_int8_inference_reaches_every_linear_layer_and_switches_back(make_cfg) -> None:
     torch.manual_seed(0)
-    model = Transformer(TransformerConfig(src_vocab_size=50, tgt_vocab_size=50, d_model=32, n_heads=4, d_ff=64,
-                                          n_encoder_layers=2, n_decoder_layers=2, dropout=0.0)).eval()
+    model = Transformer(make_cfg(src_vocab_size=50, tgt_vocab_size=50, d_model=32, n_heads=4, d_ff=64)).eval()
     src = torch.randint(3, 50, (3, 9))
     src[:, -1] = EOS
     tgt = torch.randint(3, 50, (3, 6))

@@ -1,4 +1,4 @@
-"""Packing the real positions of a padded batch (``transformer.packing``) and the model's packed path."""
+"""Packing the real positions of a padded batch (``transformer.ops.packing``) and the model's packed path."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from collections.abc import Callable
 import pytest
 import torch
 
-import transformer.packing
-from transformer import Transformer, TransformerConfig
-from transformer.packing import Packing
+import transformer.ops.packing
+from transformer import Transformer
+from transformer.ops.packing import Packing
 
 
 def test_pack_takes_the_real_positions_in_order_and_unpack_puts_them_back() -> None:
@@ -51,10 +51,10 @@ def _run(model: Transformer, src: torch.Tensor, tgt_in: torch.Tensor) -> tuple[t
 @pytest.mark.parametrize("norm_first", [False, True])
 @pytest.mark.parametrize("recompute", [False, True])
 def test_packed_model_equals_the_padded_one_in_values_and_gradients(
-    make_tokens: Callable[..., torch.Tensor], monkeypatch: pytest.MonkeyPatch, norm_first: bool, recompute: bool
+    make_cfg, make_tokens: Callable[..., torch.Tensor], monkeypatch: pytest.MonkeyPatch, norm_first: bool,
+    recompute: bool,
 ) -> None:
-    cfg = TransformerConfig(src_vocab_size=29, tgt_vocab_size=29, d_model=16, n_heads=2, d_ff=32,
-                            n_encoder_layers=2, n_decoder_layers=2, dropout=0.0, norm_first=norm_first)
+    cfg = make_cfg(src_vocab_size=29, tgt_vocab_size=29, norm_first=norm_first)
     torch.manual_seed(0)
     model = Transformer(cfg).train()  # training mode (no dropout): the packed path is for training first
     model.recompute_layers(recompute)
@@ -63,9 +63,9 @@ def test_packed_model_equals_the_padded_one_in_values_and_gradients(
     rows: list[int] = []
     hook = model.encoder.layers[0].self_attn.w_qkv.register_forward_hook(
         lambda _m, args, _out: rows.append(args[0].shape[0]))
-    monkeypatch.setattr(transformer.packing, "MAX_REAL_FRACTION", 0.0)  # never pack
+    monkeypatch.setattr(transformer.ops.packing, "MAX_REAL_FRACTION", 0.0)  # never pack
     padded, padded_grads = _run(model, src, tgt_in)
-    monkeypatch.setattr(transformer.packing, "MAX_REAL_FRACTION", 1.0)  # always pack
+    monkeypatch.setattr(transformer.ops.packing, "MAX_REAL_FRACTION", 1.0)  # always pack
     packed, packed_grads = _run(model, src, tgt_in)
     hook.remove()
     assert rows[0] == 4 and rows[-1] == 17  # padded (B, S, D) batch rows, then the 17 real positions alone
@@ -75,17 +75,15 @@ def test_packed_model_equals_the_padded_one_in_values_and_gradients(
 
 
 def test_packed_encoder_output_is_zero_at_padding_and_decoding_agrees(
-    make_tokens: Callable[..., torch.Tensor], monkeypatch: pytest.MonkeyPatch
+    make_cfg, make_tokens: Callable[..., torch.Tensor], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cfg = TransformerConfig(src_vocab_size=29, tgt_vocab_size=29, d_model=16, n_heads=2, d_ff=32,
-                            n_encoder_layers=2, n_decoder_layers=2, dropout=0.0)
-    model = Transformer(cfg).eval()
+    model = Transformer(make_cfg(src_vocab_size=29, tgt_vocab_size=29)).eval()
     src = make_tokens([8, 3, 1], 29)
     with torch.no_grad():
-        monkeypatch.setattr(transformer.packing, "MAX_REAL_FRACTION", 0.0)
+        monkeypatch.setattr(transformer.ops.packing, "MAX_REAL_FRACTION", 0.0)
         memory = model.encode(src)
         tokens = model.generate(src, beam_size=3, max_len=6)
-        monkeypatch.setattr(transformer.packing, "MAX_REAL_FRACTION", 1.0)
+        monkeypatch.setattr(transformer.ops.packing, "MAX_REAL_FRACTION", 1.0)
         packed_memory = model.encode(src)
         packed_tokens = model.generate(src, beam_size=3, max_len=6)
     real = (src != 0)[..., None]

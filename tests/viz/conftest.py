@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import pytest
 import torch
 
-from transformer import Transformer, TransformerConfig
+from transformer import DecodeOptions, Transformer
 from transformer.translator import Translator
 
 WORDS = ["<pad>", "<s>", "</s>", "<unk>", "the", "cat", "sat", "on", "mat", "a", "dog", "ran", "$5", "die", "Katze"]
@@ -46,24 +46,14 @@ def word_vocab() -> WordVocab:
 
 
 @pytest.fixture
-def viz_model() -> Transformer:
+def viz_model(make_cfg) -> Transformer:
     """Random tiny model over ``WORDS``: 2 encoder and 3 decoder layers (distinct, to catch mix-ups), 2 heads."""
     torch.manual_seed(0)
-    cfg = TransformerConfig(
-        src_vocab_size=len(WORDS), tgt_vocab_size=len(WORDS), d_model=16, n_heads=2, d_ff=32,
-        n_encoder_layers=2, n_decoder_layers=3, dropout=0.0,
-    )
-    return Transformer(cfg).eval()
-
-
-class ShortTranslator(Translator):
-    """A random model rarely stops on its own; at most 6 output tokens keep the pictures (and tests) small."""
-
-    def translate(self, texts, beam_size=4, n_best=1, length_penalty=0.6, max_len=None):
-        return super().translate(texts, beam_size, n_best, length_penalty, max_len=6 if max_len is None else max_len)
+    return Transformer(make_cfg(src_vocab_size=len(WORDS), tgt_vocab_size=len(WORDS), n_decoder_layers=3)).eval()
 
 
 @pytest.fixture
 def short_translator(viz_model, word_vocab) -> Translator:
-    """The real Translator over the tiny random model, its outputs capped at 6 tokens."""
-    return ShortTranslator(viz_model, word_vocab, word_vocab)
+    """The real Translator over the tiny random model, its outputs capped at 6 tokens (a random model rarely stops
+    on its own; short outputs keep the pictures, and the tests, small)."""
+    return Translator(viz_model, word_vocab, word_vocab, decode=DecodeOptions(max_len=6))

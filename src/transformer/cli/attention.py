@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .common import UsageError, add_model_arguments, load_translator
+
 FORMATS = ("png", "svg", "pdf")
 
 
@@ -21,12 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "one grid of layers x heads each, and prints the translation and the files."
         ),
     )
-    parser.add_argument(
-        "--checkpoint",
-        required=True,
-        metavar="RUN",
-        help="run directory (its best checkpoint) or a .safetensors file inside one",
-    )
+    add_model_arguments(parser, flags=("--checkpoint",))
     parser.add_argument("--src", required=True, metavar="TEXT", help="the source sentence to translate")
     parser.add_argument(
         "--out",
@@ -48,22 +45,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--beam", type=int, default=1, metavar="N", help="beam size of the translation (default: %(default)s, greedy)"
     )
-    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..translator import Translator
     from ..visualization import attention_figures
 
     if args.beam < 1:
         print(f"transformer attention: error: --beam must be >= 1, got {args.beam}", file=sys.stderr)
         return 2
     try:
-        translator = Translator.from_checkpoint(args.checkpoint, device=args.device)
-        result = translator.attention(args.src, beam_size=args.beam)
+        translator = load_translator(args)
+        result = translator.attention(args.src, translator.decode.override(beam_size=args.beam, n_best=1))
         figures = attention_figures(result, layer=args.layer, head=args.head)
-    except (FileNotFoundError, ValueError) as e:
+    except (UsageError, ValueError) as e:
         print(f"transformer attention: error: {e}", file=sys.stderr)
         return 1
     out = Path(args.out)

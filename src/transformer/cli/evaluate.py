@@ -9,11 +9,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .translate import (
+from ..io import atomic_write
+from .common import (
     UsageError,
     add_decoding_arguments,
     add_model_arguments,
     check_decoding_arguments,
+    decode_options,
     load_translator,
 )
 
@@ -34,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_model_arguments(parser)
     parser.add_argument("--src", required=True, type=Path, metavar="FILE", help="source sentences, one per line")
     parser.add_argument("--ref", required=True, type=Path, metavar="FILE", help="reference translations, one per line")
+    parser.add_argument("--batch-tokens", type=int, default=None, metavar="N",
+                        help="padded source tokens per decoding batch (default: the translator's, 4096)")
     add_decoding_arguments(parser)
     parser.add_argument("--lowercase", action="store_true", help="score BLEU and chrF case-insensitively")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
@@ -85,18 +89,8 @@ def run(args: argparse.Namespace) -> int:
         if not sources:
             raise UsageError(f"{args.src} holds no sentences")
         translator = load_translator(args)
-        result = evaluate(
-            translator,
-            sources,
-            references,
-            beam_size=args.beam_size,
-            length_penalty=args.length_penalty,
-            max_len=args.max_len,
-            lowercase=args.lowercase,
-        )
+        result = evaluate(translator, sources, references, decode_options(args, translator.decode), args.lowercase)
         if args.output is not None:
-            from ..training.checkpoint import atomic_write
-
             text = "".join(h + "\n" for h in result.hypotheses)
             atomic_write(args.output, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     except (UsageError, OSError) as e:

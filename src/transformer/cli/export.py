@@ -1,4 +1,4 @@
-"""``transformer export``: a checkpoint as a CTranslate2 model directory (``transformer.export``)."""
+"""``transformer export``: a checkpoint as a CTranslate2 model directory (``transformer.interop.ctranslate2``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..export import QUANTIZATIONS
+from ..interop.ctranslate2 import QUANTIZATIONS
 
 USAGE = """\
 Translate with it (pip install ctranslate2 sentencepiece):
@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..export import export_ctranslate2
+    from ..interop.ctranslate2 import export_ctranslate2
     from ..translator import Translator
 
     try:

@@ -6,17 +6,35 @@ import argparse
 import logging
 import sys
 
-from ..settings import DecodeConfig
+from ..decoding.options import DecodeOptions
+from .common import (
+    UsageError,
+    add_decoding_arguments,
+    add_model_arguments,
+    check_decoding_arguments,
+    decode_options,
+    load_translator,
+)
 
 log = logging.getLogger(__name__)
 MISSING_EXTRA = (
     "transformer serve: error: the translation service needs FastAPI and uvicorn, which are not installed; "
     "install them with: pip install 'transformer[serve]'"
 )
+# Batching and limits: (option, ServeConfig field, type, default, metavar, help).
+_LIMITS = (
+    ("--max-batch-size", "max_batch_size", int, 32, "N", "most texts decoded together"),
+    ("--max-wait-ms", "max_wait_ms", float, 5.0, "MS", "longest a text waits for others to join its batch"),
+    ("--max-queue", "max_queue", int, 256, "N", "most texts waiting to be decoded; beyond it requests get 503"),
+    ("--max-text-tokens", "max_text_tokens", int, 256, "N",
+     "most source subword tokens per text; longer texts get 422"),
+    ("--max-texts", "max_texts", int, 64, "N", "most texts per request"),
+    ("--timeout", "timeout_s", float, 30.0, "S", "seconds before an unanswered request gets 504"),
+    ("--max-beam-size", "max_beam_size", int, 16, "K", "largest beam size (and n-best) a request may ask for"),
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    decode = DecodeConfig()
     parser = subparsers.add_parser(
         "serve",
         help="serve translations over HTTP",
@@ -29,85 +47,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             '{"error": {"code", "message", "field"}}. Needs the optional extra: pip install \'transformer[serve]\'.'
         ),
     )
-    parser.add_argument(
-        "--checkpoint",
-        required=True,
-        metavar="RUN",
-        help="run directory (its best checkpoint) or a .safetensors file inside one",
-    )
+    add_model_arguments(parser, flags=("--checkpoint",))
     parser.add_argument(
         "--host",
         default="127.0.0.1",
         help="address to listen on (default: %(default)s, this machine only; 0.0.0.0 for all)",
     )
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default: %(default)s)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
-    parser.add_argument("--int8", action="store_true",
-                        help="CPU only: int8 linear layers (faster decoding, slightly less accurate; see translate)")
     group = parser.add_argument_group("batching and limits")
-    group.add_argument(
-        "--max-batch-size", type=int, default=32, metavar="N", help="most texts decoded together (default: %(default)s)"
-    )
-    group.add_argument(
-        "--max-wait-ms",
-        type=float,
-        default=5.0,
-        metavar="MS",
-        help="longest a text waits for others to join its batch (default: %(default)s)",
-    )
-    group.add_argument(
-        "--max-queue",
-        type=int,
-        default=256,
-        metavar="N",
-        help="most texts waiting to be decoded; beyond it requests get 503 (default: %(default)s)",
-    )
-    group.add_argument(
-        "--max-text-tokens",
-        type=int,
-        default=256,
-        metavar="N",
-        help="most source subword tokens per text; longer texts get 422 (default: %(default)s)",
-    )
-    group.add_argument(
-        "--max-texts", type=int, default=64, metavar="N", help="most texts per request (default: %(default)s)"
-    )
-    group.add_argument(
-        "--timeout",
-        type=float,
-        default=30.0,
-        metavar="S",
-        help="seconds before an unanswered request gets 504 (default: %(default)s)",
-    )
-    group = parser.add_argument_group("decoding defaults (a request may override them)")
-    group.add_argument(
-        "--beam-size",
-        type=int,
-        default=decode.beam_size,
-        metavar="K",
-        help="beam size when a request names none; 1 = greedy (default: %(default)s)",
-    )
-    group.add_argument(
-        "--max-beam-size",
-        type=int,
-        default=16,
-        metavar="K",
-        help="largest beam size a request may ask for (default: %(default)s)",
-    )
-    group.add_argument(
-        "--length-penalty",
-        type=float,
-        default=decode.length_penalty,
-        metavar="ALPHA",
-        help="GNMT length penalty alpha when a request names none (default: %(default)s)",
-    )
-    group.add_argument(
-        "--max-len",
-        type=int,
-        default=decode.max_len,
-        metavar="N",
-        help="most output tokens per text (default: source length + 50)",
-    )
+    for flag, dest, kind, default, metavar, text in _LIMITS:
+        group.add_argument(flag, dest=dest, type=kind, default=default, metavar=metavar,
+                           help=f"{text} (default: %(default)s)")
+    add_decoding_arguments(parser, title="decoding defaults (a request may override them)")
     parser.add_argument(
         "--log-level",
         default="info",
@@ -125,34 +76,17 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         print(MISSING_EXTRA, file=sys.stderr)
         return 1
-    from ..translator import Translator
-
     try:
-        cfg = ServeConfig(
-            max_batch_size=args.max_batch_size,
-            max_wait_ms=args.max_wait_ms,
-            max_queue=args.max_queue,
-            max_text_tokens=args.max_text_tokens,
-            max_texts=args.max_texts,
-            timeout_s=args.timeout,
-            beam_size=args.beam_size,
-            max_beam_size=args.max_beam_size,
-            length_penalty=args.length_penalty,
-            max_len=args.max_len,
-        )
-    except ValueError as e:
+        check_decoding_arguments(args)
+        if not 0 <= args.port <= 65535:
+            raise UsageError(f"--port must be in 0..65535, got {args.port}")
+        limits = {dest: getattr(args, dest) for _, dest, *_ in _LIMITS}
+        ServeConfig(**limits, decode=decode_options(args, DecodeOptions()))  # checked before loading the model
+        translator = load_translator(args)
+        cfg = ServeConfig(**limits, decode=decode_options(args, translator.decode))
+    except (UsageError, ValueError) as e:
         print(f"transformer serve: error: {e}", file=sys.stderr)
         return 2
-    if not 0 <= args.port <= 65535:
-        print(f"transformer serve: error: --port must be in 0..65535, got {args.port}", file=sys.stderr)
-        return 2
-    try:
-        translator = Translator.from_checkpoint(args.checkpoint, device=args.device)
-        if args.int8:
-            translator.model.set_int8_inference()
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"transformer serve: error: {e}", file=sys.stderr)
-        return 1
     log.info("serving %s on http://%s:%d (docs at /docs)", args.checkpoint, args.host, args.port)
     uvicorn.run(create_app(translator, cfg), host=args.host, port=args.port, log_level=args.log_level)
     return 0

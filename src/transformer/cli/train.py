@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..settings import load_config
+    from ..run_config import load_config
 
     config_path = args.config
     if config_path is None and args.resume and (args.run_dir / "config.toml").exists():
@@ -50,11 +50,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"transformer train: error: bad config: {e}", file=sys.stderr)
         return 2
 
+    from ..checkpoint import CheckpointError
     from ..training.loop import train
 
     try:
         result = train(cfg, args.run_dir, resume=args.resume)
-    except (FileExistsError, FileNotFoundError) as e:  # run dir already used; data not prepared
+    except (FileExistsError, FileNotFoundError, CheckpointError) as e:  # run dir used; data not prepared; bad files
         print(f"transformer train: error: {e}", file=sys.stderr)
         return 2
     log.info("done: %s", json.dumps(result))

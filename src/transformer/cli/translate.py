@@ -11,14 +11,24 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import sys
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from ..io import atomic_write
+from .common import (
+    UsageError,
+    add_decoding_arguments,
+    add_model_arguments,
+    check_decoding_arguments,
+    decode_options,
+    load_translator,
+)
+
 if TYPE_CHECKING:
+    from ..decoding import DecodeOptions
     from ..translator import Translation, Translator
 
 log = logging.getLogger(__name__)
@@ -26,11 +36,6 @@ log = logging.getLogger(__name__)
 # Lines translated together when reading a file or a pipe (sorted by length inside a chunk); a terminal
 # gets each line translated as soon as it is typed.
 CHUNK_LINES = 2000
-_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
-
-
-class UsageError(Exception):
-    """Bad input or options: printed as ``transformer COMMAND: error: ...``, exit status 2."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,9 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="translate sentences (one per line) with a trained model",
         description=(
             "Translate one sentence per line from stdin (or --input) to stdout (or --output) with beam search "
-            "(§6.1: beam 4, length penalty 0.6, max length = source + 50, unless the run's [decode] section "
-            "says otherwise). Blank lines stay blank. With "
-            "--n-best K > 1, print K lines 'i ||| translation ||| score' per input line (i from 0)."
+            "(the run's [decode] settings unless options here say otherwise; by default the paper's, §6.1). "
+            "Blank lines stay blank. With --n-best K > 1, print K lines 'i ||| translation ||| score' per "
+            "input line (i from 0)."
         ),
     )
     add_model_arguments(parser)
@@ -55,6 +60,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="where to write the translations, replaced atomically (default: - for stdout)",
     )
+    parser.add_argument(
+        "--batch-tokens",
+        type=int,
+        default=None,
+        metavar="N",
+        help="padded source tokens per decoding batch (default: the translator's, 4096)",
+    )
     add_decoding_arguments(parser)
     parser.add_argument(
         "--n-best",
@@ -64,97 +76,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="hypotheses printed per sentence, at most --beam-size (default: %(default)s)",
     )
     parser.set_defaults(func=run)
-
-
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--checkpoint",
-        "-c",
-        required=True,
-        metavar="RUN",
-        help="run directory (its best, else latest, checkpoint) or a .safetensors file inside one",
-    )
-
-
-def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
-    """The decoding options shared by ``translate`` and ``evaluate``."""
-    parser.add_argument(
-        "--beam-size",
-        "-b",
-        type=int,
-        default=None,
-        metavar="K",
-        help="beam size; 1 = greedy decoding (default: the run's decode.beam_size, else 4)",
-    )
-    parser.add_argument(
-        "--length-penalty",
-        type=float,
-        default=None,
-        metavar="ALPHA",
-        help="GNMT length penalty alpha of beam search (default: the run's decode.length_penalty, else 0.6)",
-    )
-    parser.add_argument(
-        "--max-len",
-        type=int,
-        default=None,
-        metavar="N",
-        help="most output tokens per sentence (default: the run's decode.max_len, else source length + 50)",
-    )
-    parser.add_argument(
-        "--batch-tokens",
-        type=int,
-        default=None,
-        metavar="N",
-        help="padded source tokens per decoding batch (default: the translator's, 4096)",
-    )
-    parser.add_argument(
-        "--device",
-        default="auto",
-        metavar="DEVICE",
-        help="auto (cuda when available), cpu, cuda or cuda:N (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--int8",
-        action="store_true",
-        help="CPU only: int8 weights and inputs in the linear layers (about 1.5x faster decoding at the paper's base "
-        "size; on Multi30k test2016 BLEU 40.62 against 40.48 in float32)",
-    )
-
-
-def check_decoding_arguments(args: argparse.Namespace) -> None:
-    """Raise UsageError for option values that argparse's types cannot rule out."""
-    if args.beam_size is not None and args.beam_size < 1:
-        raise UsageError(f"--beam-size must be >= 1, got {args.beam_size}")
-    if args.length_penalty is not None and args.length_penalty < 0:
-        raise UsageError(f"--length-penalty must be >= 0, got {args.length_penalty}")
-    if args.max_len is not None and args.max_len < 1:
-        raise UsageError(f"--max-len must be >= 1, got {args.max_len}")
-    if args.batch_tokens is not None and args.batch_tokens < 1:
-        raise UsageError(f"--batch-tokens must be >= 1, got {args.batch_tokens}")
-    if not _DEVICE.fullmatch(args.device):
-        raise UsageError(f"--device must be auto, cpu, cuda or cuda:N, got {args.device!r}")
-
-
-def load_translator(args: argparse.Namespace) -> Translator:
-    """The Translator of ``--checkpoint`` on ``--device`` with ``--batch-tokens``; decoding options left out
-    are filled in from the run's ``[decode]`` section."""
-    from ..translator import Translator
-
-    try:
-        translator = Translator.from_checkpoint(args.checkpoint, device=args.device)
-    except (FileNotFoundError, ValueError) as e:
-        raise UsageError(f"cannot load {args.checkpoint}: {e}") from None
-    if args.batch_tokens is not None:
-        translator.batch_tokens = args.batch_tokens
-    if args.int8:
-        try:
-            translator.model.set_int8_inference()
-        except RuntimeError as e:
-            raise UsageError(f"--int8: {e}") from None
-    for name in ("beam_size", "length_penalty", "max_len"):  # options not given: the run's [decode] section
-        if getattr(args, name) is None:
-            setattr(args, name, getattr(translator.decode, name))
-    return translator
 
 
 def read_input(path: str) -> Iterator[str]:
@@ -206,22 +127,12 @@ def format_translations(nbest: list[list[Translation]], n_best: int, first_index
 
 
 def translate_stream(
-    translator: Translator, lines: Iterable[str], out: IO[str], args: argparse.Namespace, chunk_lines: int
+    translator: Translator, lines: Iterable[str], out: IO[str], options: DecodeOptions, chunk_lines: int
 ) -> int:
     """Translate ``lines`` chunk by chunk, writing each chunk's output as soon as it is done; returns the count."""
-    from ..evaluation import translate_lines
-
     n = 0
     for chunk in chunks(lines, chunk_lines):
-        nbest = translate_lines(
-            translator,
-            chunk,
-            beam_size=args.beam_size,
-            n_best=args.n_best,
-            length_penalty=args.length_penalty,
-            max_len=args.max_len,
-        )
-        out.write(format_translations(nbest, args.n_best, n))
+        out.write(format_translations(translator.translate_lines(chunk, options), options.n_best, n))
         out.flush()
         n += len(chunk)
     return n
@@ -233,21 +144,18 @@ def run(args: argparse.Namespace) -> int:
         if args.input != "-" and not Path(args.input).is_file():
             raise UsageError(f"cannot read {args.input}: no such file")
         translator = load_translator(args)
-        if not 1 <= args.n_best <= args.beam_size:
-            raise UsageError(f"--n-best must be between 1 and --beam-size ({args.beam_size}), got {args.n_best}")
+        options = decode_options(args, translator.decode, n_best=args.n_best)
         interactive = args.input == "-" and sys.stdin.isatty()
         chunk_lines = 1 if interactive else CHUNK_LINES
         started = time.perf_counter()
         if args.output == "-":
-            n = translate_stream(translator, read_input(args.input), sys.stdout, args, chunk_lines)
+            n = translate_stream(translator, read_input(args.input), sys.stdout, options, chunk_lines)
         else:
-            from ..training.checkpoint import atomic_write
-
             counted = [0]
 
             def write(tmp: Path) -> None:
                 with open(tmp, "w", encoding="utf-8", newline="\n") as out:
-                    counted[0] = translate_stream(translator, read_input(args.input), out, args, chunk_lines)
+                    counted[0] = translate_stream(translator, read_input(args.input), out, options, chunk_lines)
 
             atomic_write(Path(args.output), write)
             n = counted[0]

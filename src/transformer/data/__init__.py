@@ -1,4 +1,4 @@
-"""Data: corpus reading, SentencePiece vocabularies, batching, corpus preparation, the demo task, downloads.
+"""Data: corpus reading, SentencePiece vocabularies, batching, corpus preparation, downloads.
 
 The model package imports nothing from here; the trainer, the translator and the command line do.
 """

@@ -37,18 +37,9 @@ class Batch:
     tgt_out: Tensor
     pad_id: int = PAD_ID
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+    def to(self, device: torch.device | str) -> Batch:
         """The same batch on ``device``."""
-        return Batch(
-            self.src.to(device, non_blocking=non_blocking),
-            self.tgt_in.to(device, non_blocking=non_blocking),
-            self.tgt_out.to(device, non_blocking=non_blocking),
-            self.pad_id,
-        )
-
-    def pin_memory(self) -> Batch:
-        """The same batch in pinned host memory (``DataLoader(pin_memory=True)`` calls this)."""
-        return Batch(self.src.pin_memory(), self.tgt_in.pin_memory(), self.tgt_out.pin_memory(), self.pad_id)
+        return Batch(self.src.to(device), self.tgt_in.to(device), self.tgt_out.to(device), self.pad_id)
 
     def __len__(self) -> int:
         return self.src.size(0)

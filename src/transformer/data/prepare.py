@@ -298,22 +298,8 @@ def prepare(
     }
     for split, text_pairs in cleaned.items():
         limit = max_tokens_per_sentence if split == "train" else None
-        pairs, src_ids, tgt_ids, n_over = _encode(text_pairs, src_vocab, tgt_vocab, limit)
-        if split == "train":  # the subword limit applies to training data only
-            dropped[split]["too_many_tokens"] = n_over
-        _log_dropped(split, lines[split], dropped[split])
-        keep_raw = split == "valid"
-        raw = {"src": [s for s, _ in pairs], "tgt": [t for _, t in pairs]} if keep_raw else None
-        _save_split(out, split, {"src": src_ids, "tgt": tgt_ids}, raw)
-        manifest["splits"][split] = {
-            "pairs": len(pairs),
-            "lines": lines[split],
-            "dropped": dropped[split],
-            "src_tokens": sum(map(len, src_ids)),
-            "tgt_tokens": sum(map(len, tgt_ids)),
-            "raw_text": keep_raw,
-            "files": {"src": _file_info(sources[split][0]), "tgt": _file_info(sources[split][1])},
-        }
+        manifest["splits"][split] = _encode_split(out, split, text_pairs, (src_vocab, tgt_vocab), limit,
+                                                  dropped[split], lines[split], sources[split])
     if "valid" not in cleaned:  # a previous preparation's validation split is not ours
         for side in SIDES:
             for name in (f"valid.{side}.tokens.npy", f"valid.{side}.offsets.npy", f"valid.{side}.txt"):
@@ -325,3 +311,26 @@ def prepare(
     splits = ", ".join(f"{s} {v['pairs']} pairs" for s, v in manifest["splits"].items())
     logger.info("prepared %s: vocabulary of %s pieces; %s", out, sizes, splits)
     return PreparedData(out, src_vocab, tgt_vocab, {s: v["pairs"] for s, v in manifest["splits"].items()}, manifest)
+
+
+def _encode_split(
+    out: Path, split: str, text_pairs: list[tuple[str, str]], vocabs: tuple[Vocab, Vocab], limit: int | None,
+    dropped: dict[str, int], n_lines: int, files: tuple[str | os.PathLike[str], str | os.PathLike[str]],
+) -> dict[str, Any]:
+    """Encode one cleaned split and save it in ``out``; its entry of the manifest."""
+    pairs, src_ids, tgt_ids, n_over = _encode(text_pairs, *vocabs, limit)
+    if split == "train":  # the subword limit applies to training data only
+        dropped["too_many_tokens"] = n_over
+    _log_dropped(split, n_lines, dropped)
+    keep_raw = split == "valid"
+    raw = {"src": [s for s, _ in pairs], "tgt": [t for _, t in pairs]} if keep_raw else None
+    _save_split(out, split, {"src": src_ids, "tgt": tgt_ids}, raw)
+    return {
+        "pairs": len(pairs),
+        "lines": n_lines,
+        "dropped": dropped,
+        "src_tokens": sum(map(len, src_ids)),
+        "tgt_tokens": sum(map(len, tgt_ids)),
+        "raw_text": keep_raw,
+        "files": {"src": _file_info(files[0]), "tgt": _file_info(files[1])},
+    }

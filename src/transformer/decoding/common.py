@@ -1,4 +1,4 @@
-"""What greedy and beam search share: output limits, forbidden tokens, the result type.
+"""What greedy and beam search share: the model protocol, output limits, forbidden tokens, the result type.
 
 Shapes: B batch, N n-best, L output length, V vocabulary.
 """
@@ -12,10 +12,20 @@ import torch
 from torch import Tensor
 
 from ..cache import DecoderState
+from ..config import TransformerConfig
+from .options import DecodeOptions
+
+# Sentences that are done leave the batch once at least this fraction of those still decoded are done (each
+# time the cache is copied once, so not for every single finished sentence).
+DROP_FINISHED_FRACTION = 0.25
 
 
 class Seq2Seq(Protocol):
-    """What a decoder needs of a model (``transformer.Transformer`` is one)."""
+    """What decoding needs of a model: ``transformer.Transformer`` is one, and so is any model with these
+    methods (the tests' stub models with fixed probability tables). Decoding imports nothing else of the model.
+    """
+
+    cfg: TransformerConfig  # pad_id, bos_id, eos_id
 
     def source_mask(self, src: Tensor) -> Tensor: ...
     def encode(self, src: Tensor) -> Tensor: ...
@@ -32,18 +42,20 @@ class Generation:
     lengths: Tensor  # (B, N) int64, tokens before EOS
 
 
-def output_limits(src: Tensor, pad_id: int, max_len: int | None, min_len: int) -> Tensor:
-    """Most tokens each output may have: max_len, or by default its source length + 50 (§6.1).
+# With max_len None, an output may be this many tokens longer than its source (§6.1: "input length + 50").
+EXTRA_OUTPUT_TOKENS = 50
+
+
+def output_limits(src: Tensor, pad_id: int, options: DecodeOptions) -> Tensor:
+    """Most tokens each output may have: ``options.max_len``, or its source length + 50 (§6.1).
 
     Shapes: src (B, S) -> (B,) int64, never below min_len nor 1.
     """
-    if max_len is not None:
-        if max_len < 1:
-            raise ValueError(f"max_len={max_len} must be >= 1")
-        limits = torch.full((src.size(0),), max_len, dtype=torch.long, device=src.device)
+    if options.max_len is not None:
+        limits = torch.full((src.size(0),), options.max_len, dtype=torch.long, device=src.device)
     else:
-        limits = (src != pad_id).sum(dim=1) + 50
-    return limits.clamp(min=max(min_len, 1))
+        limits = (src != pad_id).sum(dim=1) + EXTRA_OUTPUT_TOKENS
+    return limits.clamp(min=max(options.min_len, 1))
 
 
 def next_log_probs(logits: Tensor, step: int, min_len: int, pad_id: int, bos_id: int, eos_id: int) -> Tensor:

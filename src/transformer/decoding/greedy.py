@@ -8,25 +8,32 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .common import Generation, Seq2Seq, check_source, next_log_probs, output_limits, strip_eos
-
-# Rows whose sentences have ended are dropped from the batch once at least this fraction of the rows still
-# decoded have ended (each drop copies the cache once, so not for every single finished row).
-DROP_FINISHED_FRACTION = 0.25
+from .common import (
+    DROP_FINISHED_FRACTION,
+    Generation,
+    Seq2Seq,
+    check_source,
+    next_log_probs,
+    output_limits,
+    strip_eos,
+)
+from .options import DecodeOptions
 
 
 @torch.inference_mode()
-def greedy_search(model: Seq2Seq, src: Tensor, max_len: int | None = None, min_len: int = 0) -> Generation:
-    """y_t = argmax_v P(v | y_<t, x) until EOS or the sentence's length limit.
+def greedy_search(model: Seq2Seq, src: Tensor, options: DecodeOptions | None = None) -> Generation:
+    """y_t = argmax_v P(v | y_<t, x) until EOS or the sentence's length limit (``options.max_len`` and
+    ``min_len``; its beam size, n-best and length penalty do not apply).
 
     Sentences that have ended leave the batch (``DROP_FINISHED_FRACTION``), so a batch of mixed output
     lengths costs little more than its sentences decoded alone.
     Shapes: src (B, S) -> Generation with tokens (B, 1, L); A rows still decoded.
     """
     check_source(src)
+    options = options or DecodeOptions()
     cfg = model.cfg
     b = src.size(0)
-    limits = output_limits(src, cfg.pad_id, max_len, min_len)  # (B,)
+    limits = output_limits(src, cfg.pad_id, options)  # (B,)
     steps = int(limits.max())
     src_mask = model.source_mask(src)
     state = model.start_state(model.encode(src), src_mask, capacity=steps)
@@ -37,7 +44,7 @@ def greedy_search(model: Seq2Seq, src: Tensor, max_len: int | None = None, min_l
     finished = torch.zeros(b, dtype=torch.bool, device=src.device)  # (A,)
     for t in range(steps):
         logits, state = model.decode_step(tokens, state)
-        logp = next_log_probs(logits, t, min_len, cfg.pad_id, cfg.bos_id, cfg.eos_id)  # (A, V)
+        logp = next_log_probs(logits, t, options.min_len, cfg.pad_id, cfg.bos_id, cfg.eos_id)  # (A, V)
         best_logp, tokens = logp.max(dim=-1)  # (A,)
         tokens = tokens.masked_fill(finished, cfg.pad_id)
         scores.index_add_(0, rows, best_logp.masked_fill(finished, 0.0))

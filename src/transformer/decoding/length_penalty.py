@@ -1,11 +1,11 @@
-"""GNMT's length penalty (Wu et al. 2016, §7), used by the paper with alpha = 0.6 (§6.1)."""
+"""GNMT's length penalty (Wu et al. 2016, §7), which the paper's beam search uses (§6.1)."""
 
 from __future__ import annotations
 
 from torch import Tensor
 
 
-def length_penalty(length: int | Tensor, alpha: float) -> float | Tensor:
+def gnmt_length_penalty(length: int | Tensor, alpha: float) -> float | Tensor:
     """lp(Y) = ((5 + |Y|) / 6)^alpha; a hypothesis scores log P(Y|X) / lp(Y). alpha = 0: no penalty.
 
     ``length`` is one length or a float tensor of them (elementwise).

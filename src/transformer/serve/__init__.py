@@ -12,8 +12,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("the translation service needs FastAPI and uvicorn: pip install 'transformer[serve]'") from exc
 
 from .app import create_app
-from .batcher import Batcher, DecodeOptions, QueueFull, ShuttingDown
+from .batcher import Batcher, QueueFull, ShuttingDown
 from .errors import ServiceError
 from .schemas import ServeConfig
 
-__all__ = ["Batcher", "DecodeOptions", "QueueFull", "ServeConfig", "ServiceError", "ShuttingDown", "create_app"]
+__all__ = ["Batcher", "QueueFull", "ServeConfig", "ServiceError", "ShuttingDown", "create_app"]

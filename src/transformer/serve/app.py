@@ -13,13 +13,15 @@ import asyncio
 import contextlib
 import logging
 import math
+import re
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 from fastapi import FastAPI, Response
 from pydantic import BaseModel
 
-from .batcher import Batcher, DecodeOptions, QueueFull, ShuttingDown
+from ..decoding import DecodeOptionError, DecodeOptions
+from .batcher import Batcher, QueueFull, ShuttingDown
 from .errors import ErrorResponse, ServiceError, install_error_handling
 from .schemas import HealthResponse, Hypothesis, ServeConfig, TranslateResponse, TranslationResult, request_model
 
@@ -29,14 +31,8 @@ log = logging.getLogger(__name__)
 class TranslatorLike(Protocol):
     """What the service needs of ``transformer.translator.Translator``."""
 
-    def translate(
-        self,
-        texts: Sequence[str],
-        beam_size: int = 4,
-        n_best: int = 1,
-        length_penalty: float = 0.6,
-        max_len: int | None = None,
-    ) -> list[list[Any]]: ...  # Translation has .text, .tokens, .score
+    def translate(self, texts: Sequence[str], options: DecodeOptions | None = None) -> list[list[Any]]: ...
+    # Translation has .text, .tokens, .score
 
     def count_tokens(self, text: str) -> int: ...
 
@@ -45,8 +41,8 @@ def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _checked_texts(body: BaseModel, translator: TranslatorLike, cfg: ServeConfig) -> tuple[list[str], list[str]]:
-    """The texts of a request and their field names, or a ServiceError saying what is wrong with them."""
+def _checked_texts(body: BaseModel, translator: TranslatorLike, cfg: ServeConfig) -> list[str]:
+    """The texts of a request, or a ServiceError saying what is wrong with them (naming the field)."""
     if (body.text is None) == (body.texts is None):
         which = "both" if body.text is not None else "neither"
         raise ServiceError(422, "invalid_request", f"give exactly one of `text` or `texts`, got {which}", "text")
@@ -82,20 +78,16 @@ def _checked_texts(body: BaseModel, translator: TranslatorLike, cfg: ServeConfig
                 f"{name} has {n} source tokens, more than the limit of {cfg.max_text_tokens}",
                 name,
             )
-    return texts, names
+    return texts
 
 
 def _options(body: BaseModel, cfg: ServeConfig) -> DecodeOptions:
-    beam = body.beam_size if body.beam_size is not None else cfg.beam_size
-    if body.n_best > beam:
-        raise ServiceError(
-            422,
-            "invalid_request",
-            f"n_best={body.n_best} is larger than beam_size={beam}; n_best must be <= beam_size",
-            "n_best",
-        )
-    alpha = body.length_penalty if body.length_penalty is not None else cfg.length_penalty
-    return DecodeOptions(beam_size=beam, n_best=body.n_best, length_penalty=alpha)
+    """The server's decoding defaults with the request's options; a ServiceError naming a bad combination."""
+    try:
+        return cfg.decode.override(beam_size=body.beam_size, n_best=body.n_best, length_penalty=body.length_penalty)
+    except DecodeOptionError as exc:
+        must = re.sub(r"beam_size \((\d+)\)", r"beam_size=\1", exc.must)  # the request's words: beam_size=2
+        raise ServiceError(422, "invalid_request", f"{exc.field}={exc.value} must be {must}", exc.field) from exc
 
 
 def _result(nbest: Sequence[Any], n_best: int) -> TranslationResult:
@@ -108,18 +100,7 @@ def _result(nbest: Sequence[Any], n_best: int) -> TranslationResult:
 def create_app(translator: TranslatorLike, cfg: ServeConfig | None = None) -> FastAPI:
     """The service for ``translator``; start it with uvicorn (``transformer serve`` does)."""
     cfg = cfg or ServeConfig()
-
-    def translate_batch(texts: list[str], options: DecodeOptions) -> list:
-        return translator.translate(
-            texts,
-            beam_size=options.beam_size,
-            n_best=options.n_best,
-            length_penalty=options.length_penalty,
-            max_len=cfg.max_len,
-        )
-
-    batcher = Batcher(translate_batch, cfg.max_batch_size, cfg.max_wait_ms / 1000, cfg.max_queue)
-    timeouts = 0
+    batcher = Batcher(translator.translate, cfg.max_batch_size, cfg.max_wait_ms / 1000, cfg.max_queue)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -137,16 +118,21 @@ def create_app(translator: TranslatorLike, cfg: ServeConfig | None = None) -> Fa
         lifespan=lifespan,
     )
     app.state.batcher, app.state.config, app.state.translator = batcher, cfg, translator
+    app.state.timeouts = 0
     install_error_handling(app, max_body_bytes=max(1 << 20, 2 * cfg.max_texts * cfg.max_text_chars))
+    _add_translate(app, translator, batcher, cfg)
+    _add_health(app, translator, batcher, cfg)
+    return app
 
+
+def _add_translate(app: FastAPI, translator: TranslatorLike, batcher: Batcher, cfg: ServeConfig) -> None:
     TranslateRequest = request_model(cfg)
     errors = {s: {"model": ErrorResponse} for s in (400, 413, 415, 422, 500, 503, 504)}
 
     @app.post("/translate", response_model=TranslateResponse, response_model_exclude_unset=True, responses=errors)
     async def translate(body: TranslateRequest) -> TranslateResponse:  # type: ignore[valid-type]
         """Translate `text` or `texts`. Texts of concurrent requests with equal options share a batch."""
-        nonlocal timeouts
-        texts, _ = _checked_texts(body, translator, cfg)
+        texts = _checked_texts(body, translator, cfg)
         options = _options(body, cfg)
         try:
             nbests = await asyncio.wait_for(batcher.submit(texts, options), cfg.timeout_s)
@@ -155,7 +141,7 @@ def create_app(translator: TranslatorLike, cfg: ServeConfig | None = None) -> Fa
         except ShuttingDown as exc:
             raise ServiceError(503, "unavailable", str(exc), headers={"Retry-After": "5"}) from exc
         except asyncio.TimeoutError as exc:
-            timeouts += 1
+            app.state.timeouts += 1
             raise ServiceError(
                 504, "timeout", f"the translation did not finish within {cfg.timeout_s:g} s; the server is busy"
             ) from exc
@@ -163,13 +149,14 @@ def create_app(translator: TranslatorLike, cfg: ServeConfig | None = None) -> Fa
             raise ServiceError(500, "translation_failed", f"the model failed on this request: {exc}") from exc
         return TranslateResponse(translations=[_result(nb, options.n_best) for nb in nbests])
 
+
+def _add_health(app: FastAPI, translator: TranslatorLike, batcher: Batcher, cfg: ServeConfig) -> None:
     @app.get("/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
     async def health(response: Response) -> HealthResponse:
         """Whether the model is loaded, how many texts wait, and batching counters (503 while not serving)."""
         if not batcher.running:
             response.status_code = 503
         stats = batcher.stats
-        limits = {name: getattr(cfg, name) for name in ServeConfig.__dataclass_fields__}
         return HealthResponse(
             status="ok" if batcher.running else "unavailable",
             model_loaded=translator is not None,
@@ -181,8 +168,6 @@ def create_app(translator: TranslatorLike, cfg: ServeConfig | None = None) -> Fa
             batches=stats.batches,
             largest_batch=stats.largest_batch,
             rejected=stats.rejected,
-            timeouts=timeouts,
-            limits=limits,
+            timeouts=app.state.timeouts,
+            limits=cfg.limits(),
         )
-
-    return app

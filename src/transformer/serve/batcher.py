@@ -13,25 +13,16 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class DecodeOptions:
-    """What must be equal for texts to share a batch."""
-
-    beam_size: int
-    n_best: int
-    length_penalty: float
-
-
-# (texts, options) -> one n-best list per text, in order; runs in the worker thread.
-TranslateFn = Callable[[list[str], DecodeOptions], Sequence[Any]]
+# (texts, options) -> one n-best list per text, in order; runs in the worker thread. Texts share a batch only
+# when their options are equal (the service's are ``DecodeOptions``).
+TranslateFn = Callable[[list[str], Hashable], Sequence[Any]]
 
 
 class QueueFull(Exception):
@@ -45,7 +36,7 @@ class ShuttingDown(Exception):
 @dataclass
 class _Job:
     text: str
-    options: DecodeOptions
+    options: Hashable
     future: asyncio.Future
     arrived: float  # loop.time()
 
@@ -124,7 +115,7 @@ class Batcher:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
 
-    async def submit(self, texts: Sequence[str], options: DecodeOptions) -> list[Any]:
+    async def submit(self, texts: Sequence[str], options: Hashable) -> list[Any]:
         """Queue ``texts`` and wait for their translations (one result per text, in order).
 
         Raises ``QueueFull`` at once if the queue cannot take them all, ``ShuttingDown`` if the batcher

@@ -4,9 +4,12 @@
 limits as its constraints, and pydantic and FastAPI read its annotations at run time.)
 """
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from ..decoding import DecodeOptions
 
 MAX_LENGTH_PENALTY = 10.0
 CHARS_PER_TOKEN = 64  # texts over CHARS_PER_TOKEN * max_text_tokens characters are refused before tokenizing
@@ -22,29 +25,25 @@ class ServeConfig:
     max_text_tokens: int = 256  # most source subword tokens per text; more -> 422
     max_texts: int = 64  # most texts per request; more -> 422
     timeout_s: float = 30.0  # a request unanswered after this long -> 504
-    beam_size: int = 4  # when the request names none
-    max_beam_size: int = 16
-    length_penalty: float = 0.6  # GNMT alpha when the request names none (§6.1 of the paper: 0.6)
-    max_len: int | None = None  # most output tokens per text; None = source length + 50 (§6.1)
+    max_beam_size: int = 16  # the largest beam (and n-best) a request may ask for
+    decode: DecodeOptions = field(default_factory=DecodeOptions)  # when a request names no option
 
     def __post_init__(self) -> None:
         problems = [
             f"{name}={getattr(self, name)} must be >= 1"
-            for name in ("max_batch_size", "max_queue", "max_text_tokens", "max_texts", "beam_size", "max_beam_size")
+            for name in ("max_batch_size", "max_queue", "max_text_tokens", "max_texts", "max_beam_size")
             if getattr(self, name) < 1
         ]
-        if self.max_len is not None and self.max_len < 1:
-            problems.append(f"max_len={self.max_len} must be >= 1 (or None)")
         if self.max_wait_ms < 0:
             problems.append(f"max_wait_ms={self.max_wait_ms} must be >= 0")
         if not self.timeout_s > 0:
             problems.append(f"timeout_s={self.timeout_s} must be > 0")
         if self.max_texts > self.max_queue:
             problems.append(f"max_texts={self.max_texts} must be <= max_queue={self.max_queue}")
-        if self.beam_size > self.max_beam_size:
-            problems.append(f"beam_size={self.beam_size} must be <= max_beam_size={self.max_beam_size}")
-        if not 0 <= self.length_penalty <= MAX_LENGTH_PENALTY:
-            problems.append(f"length_penalty={self.length_penalty} must be in [0, {MAX_LENGTH_PENALTY}]")
+        if self.decode.beam_size > self.max_beam_size:
+            problems.append(f"beam_size={self.decode.beam_size} must be <= max_beam_size={self.max_beam_size}")
+        if self.decode.length_penalty > MAX_LENGTH_PENALTY:
+            problems.append(f"length_penalty={self.decode.length_penalty} must be in [0, {MAX_LENGTH_PENALTY}]")
         if problems:
             raise ValueError("invalid ServeConfig: " + "; ".join(problems))
 
@@ -52,6 +51,11 @@ class ServeConfig:
     def max_text_chars(self) -> int:
         """Texts longer than this are refused before tokenizing (no subword is this long on average)."""
         return CHARS_PER_TOKEN * self.max_text_tokens
+
+    def limits(self) -> dict[str, int | float | None]:
+        """Every limit and default, flat (the decoding defaults by their field names), for /health."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "decode"}
+        return {**values, **dataclasses.asdict(self.decode)}
 
 
 class Hypothesis(BaseModel):
@@ -116,7 +120,7 @@ def request_model(cfg: ServeConfig) -> type[BaseModel]:
             ge=1,
             le=cfg.max_beam_size,
             strict=True,
-            description=f"Beam width; 1 = greedy decoding. Default {cfg.beam_size}.",
+            description=f"Beam width; 1 = greedy decoding. Default {cfg.decode.beam_size}.",
         )
         n_best: int = Field(
             1, ge=1, le=cfg.max_beam_size, strict=True, description="Translations returned per text (<= beam_size)."
@@ -126,7 +130,7 @@ def request_model(cfg: ServeConfig) -> type[BaseModel]:
             ge=0.0,
             le=MAX_LENGTH_PENALTY,
             allow_inf_nan=False,
-            description=f"GNMT length penalty alpha for beam search. Default {cfg.length_penalty}.",
+            description=f"GNMT length penalty alpha for beam search. Default {cfg.decode.length_penalty}.",
         )
 
     return TranslateRequest

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
-from .checkpoint import list_checkpoints, read_metadata, write_weights
+from ..checkpoint import read_metadata, read_tensors, write_weights
+from ..run_dir import list_checkpoints
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def average_checkpoints(paths: Sequence[Path], out: Path) -> Path:
     sums: dict[str, torch.Tensor] = {}
     dtypes: dict[str, torch.dtype] = {}
     for path in paths:
-        for name, tensor in load_file(str(path)).items():
+        for name, tensor in read_tensors(path).items():
             if name not in sums:
                 dtypes[name] = tensor.dtype
                 sums[name] = tensor.double() if tensor.is_floating_point() else tensor

@@ -9,10 +9,9 @@ The loss equals ``F.cross_entropy(project(hidden), target, ignore_index=pad_id, 
 reduction="sum")``: the target distribution is (1 - epsilon) on the reference plus epsilon / V on every word.
 
 With ``compiled=True`` the softmax, the sums and the gradient of a chunk are one ``torch.compile``d function
-(``_fused_chunk``): a few passes over the (n, V) logits instead of about ten, ~2.7x faster on a 2-core CPU
-for 4096 x 8000 bf16 logits, where that elementwise work is a quarter of a small model's training step under
-bf16 autocast (in float32 it measured no faster: there are no dtype copies to save). It needs a
-C++ compiler (torch inductor) and compiles once, ~10 s; the loss and gradients are the same to rounding.
+(``_fused_chunk``): a few passes over the (n, V) logits instead of about ten, which pays under bf16 autocast
+(dtype copies saved) and not in float32 (docs/performance.md). It needs a C++ compiler (torch inductor) and
+compiles once; the loss and gradients are the same to rounding.
 
 Shapes: N target positions, n positions of one chunk, D d_model, V target vocabulary.
 """

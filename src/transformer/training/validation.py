@@ -11,6 +11,7 @@ import sacrebleu
 import torch
 
 from ..data import EncodedCorpus, TokenBatchSampler, Vocab, collate
+from ..decoding import DecodeOptions
 from ..model import Transformer
 from . import distributed
 from .distributed import World
@@ -42,8 +43,8 @@ def validation_loss(
 
 @torch.no_grad()
 def validation_bleu(
-    model: Transformer, corpus: EncodedCorpus, tgt_vocab: Vocab, n_sentences: int | None, beam_size: int,
-    length_penalty: float, max_len: int | None, max_tokens: int, device: torch.device,
+    model: Transformer, corpus: EncodedCorpus, tgt_vocab: Vocab, n_sentences: int | None, options: DecodeOptions,
+    max_tokens: int, device: torch.device,
 ) -> float:
     """Corpus BLEU (sacrebleu, default 13a tokenisation) of the first ``n_sentences`` translations against the
     split's raw target text; the whole split when ``n_sentences`` is None."""
@@ -57,7 +58,7 @@ def validation_bleu(
     hypotheses = [""] * n
     for indices in batches:
         src = collate(corpus.pairs(indices), cfg.pad_id, cfg.bos_id, cfg.eos_id).src.to(device)
-        out = model.generate(src, beam_size=beam_size, max_len=max_len, length_penalty=length_penalty)
+        out = model.generate(src, options)
         for i, ids in zip(indices, out.tolist()):
             hypotheses[i] = tgt_vocab.decode(ids)
     return sacrebleu.corpus_bleu(hypotheses, [list(corpus.raw_tgt[:n])]).score

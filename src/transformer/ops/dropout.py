@@ -2,11 +2,10 @@
 
 Dropout(x)_i = x_i * m_i / (1 - p), m_i ~ Bernoulli(1 - p), in training; the identity in eval.
 
-PyTorch's CPU dropout draws one Mersenne-Twister number per element, serially (``bernoulli_``): about a
-tenth of a small model's training step on one thread, more on two, since the matmuls around it run in
-parallel and it does not. Here one 64-bit draw gives four 16-bit uniforms, a quarter of the draws, so p is
-rounded to a multiple of 2^-16 (error <= 7.7e-6) and the scale uses the rounded p: E[Dropout(x)] = x exactly.
-Other devices use torch's fused kernel.
+PyTorch's CPU dropout draws one Mersenne-Twister number per element, serially (``bernoulli_``), while the
+matmuls around it run in parallel (its share of a training step: docs/performance.md). Here one 64-bit draw
+gives four 16-bit uniforms, a quarter of the draws, so p is rounded to a multiple of 2^-16 (error <= 7.7e-6)
+and the scale uses the rounded p: E[Dropout(x)] = x exactly. Other devices use torch's fused kernel.
 """
 
 from __future__ import annotations

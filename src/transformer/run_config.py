@@ -2,10 +2,10 @@
 
 A run file has four sections, each optional::
 
-    [model]    # TransformerConfig fields except the vocabulary sizes and special ids (those come from the vocab)
+    [model]    # Architecture: TransformerConfig's fields but the vocabulary's (sizes, special ids)
     [data]     # DataConfig
     [train]    # TrainConfig
-    [decode]   # DecodeConfig
+    [decode]   # DecodeOptions
 
 ``load_config(path, ["train.max_steps=100"])`` reads it, applies ``section.field=value`` overrides and checks
 every value against the dataclass field types; ``save_config`` writes the resolved config back so that loading
@@ -27,11 +27,13 @@ try:  # Python >= 3.11
 except ModuleNotFoundError:  # Python 3.10: the same parser, as the ``tomli`` package
     import tomli as tomllib  # type: ignore[no-redef]
 
-from .config import TransformerConfig
+from .config import Architecture, TransformerConfig
+from .decoding.options import DecodeOptionError, DecodeOptions
 
 # Filled in from the vocabulary at train time, so a run file cannot set them.
-VOCAB_FIELDS = ("src_vocab_size", "tgt_vocab_size", "pad_id", "bos_id", "eos_id")
-MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(TransformerConfig) if f.name not in VOCAB_FIELDS)
+VOCAB_FIELDS = tuple(f.name for f in dataclasses.fields(TransformerConfig) if f.name not in
+                     {g.name for g in dataclasses.fields(Architecture)})
+MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(Architecture))
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,40 +103,22 @@ class TrainConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class DecodeConfig:
-    """Inference settings of §6.1: beam 4, length penalty alpha 0.6, max length input + 50."""
-
-    beam_size: int = 4
-    length_penalty: float = 0.6
-    max_len: int | None = None  # None: source length + 50
-
-    def __post_init__(self) -> None:
-        _check_positive(self, "beam_size", "max_len")
-
-
-@dataclass(frozen=True, slots=True)
 class RunConfig:
-    """Everything a ``transformer train`` run needs. ``model`` holds every field of ``MODEL_FIELDS``."""
+    """Everything a ``transformer train`` run needs."""
 
-    model: dict[str, Any] = field(default_factory=lambda: default_model())
+    model: Architecture = field(default_factory=Architecture)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    decode: DecodeOptions = field(default_factory=DecodeOptions)
 
     def model_config(self, src_vocab_size: int, tgt_vocab_size: int, pad_id: int, bos_id: int,
                      eos_id: int) -> TransformerConfig:
         """The TransformerConfig of ``model`` with the vocabulary's sizes and special ids filled in."""
-        return TransformerConfig(src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size, pad_id=pad_id,
-                                 bos_id=bos_id, eos_id=eos_id, **self.model)
+        return TransformerConfig.of(self.model, src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size,
+                                    pad_id=pad_id, bos_id=bos_id, eos_id=eos_id)
 
 
-SECTIONS: dict[str, type] = {"data": DataConfig, "train": TrainConfig, "decode": DecodeConfig}
-
-
-def default_model() -> dict[str, Any]:
-    """The paper's base model (TransformerConfig's defaults) as a ``[model]`` section."""
-    defaults = TransformerConfig(src_vocab_size=8, tgt_vocab_size=8).to_dict()
-    return {name: defaults[name] for name in MODEL_FIELDS}
+SECTIONS: dict[str, type] = {"data": DataConfig, "train": TrainConfig, "decode": DecodeOptions}
 
 
 def load_config(path: Path | None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
@@ -168,7 +152,7 @@ def save_config(cfg: RunConfig, path: Path) -> None:
     """Write ``cfg`` as TOML (fields that are None left out: they default to None)."""
     import tomli_w
 
-    doc = {"model": {k: v for k, v in cfg.model.items() if v is not None}}
+    doc = {"model": {k: v for k, v in cfg.model.to_dict().items() if v is not None}}
     for name in SECTIONS:
         values = dataclasses.asdict(getattr(cfg, name))
         doc[name] = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items() if v is not None}
@@ -203,20 +187,19 @@ def _parse_scalar(text: str) -> Any:
         return text
 
 
-def _resolve_model(values: dict[str, Any]) -> dict[str, Any]:
-    hints = typing.get_type_hints(TransformerConfig)
-    model = default_model()
+def _resolve_model(values: dict[str, Any]) -> Architecture:
+    hints = typing.get_type_hints(Architecture)
+    model = {}
     for name, value in values.items():
         if name in VOCAB_FIELDS:
             raise ValueError(f"model.{name} comes from the vocabulary and cannot be set in a run config")
-        if name not in model:
+        if name not in hints:
             raise ValueError(f"unknown field model.{name}: valid fields of [model] are {', '.join(MODEL_FIELDS)}")
         model[name] = _coerce(value, hints[name], f"model.{name}")
-    try:  # the architecture's own checks (d_model % n_heads, ...), with any vocabulary
-        TransformerConfig(src_vocab_size=8, tgt_vocab_size=8, **model)
+    try:  # the architecture's own checks (d_model % n_heads, ...)
+        return Architecture(**model)
     except ValueError as e:
         raise ValueError(f"[model]: {e}") from None
-    return model
 
 
 def _build(cls: type, section: str, values: dict[str, Any]) -> Any:
@@ -227,7 +210,10 @@ def _build(cls: type, section: str, values: dict[str, Any]) -> Any:
         if name not in hints:
             raise ValueError(f"unknown field {section}.{name}: valid fields of [{section}] are {', '.join(fields)}")
         kwargs[name] = _coerce(value, hints[name], f"{section}.{name}")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except DecodeOptionError as e:
+        raise ValueError(f"{section}.{e}") from None
 
 
 def _coerce(value: Any, typ: Any, where: str) -> Any:
@@ -251,7 +237,7 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
 
 
 def _check_positive(obj: Any, *names: str) -> None:
-    section = {DataConfig: "data", TrainConfig: "train", DecodeConfig: "decode"}[type(obj)]
+    section = {DataConfig: "data", TrainConfig: "train"}[type(obj)]
     for name in names:
         value = getattr(obj, name)
         if value is not None and value <= 0:

@@ -1,7 +1,7 @@
 """The built-in demo: learn to write numbers in German, from English number words, in minutes on a CPU.
 
 ``run_demo(run_dir)`` does what a user would do with the separate commands, with the settings of the
-package's ``resources/demo.toml``:
+package's ``demo/demo.toml``:
 
 1. ``make_demo_corpus``: a synthetic parallel corpus, ``"twenty-one"`` -> ``"einundzwanzig"``, whose
    validation and test numbers never occur in training (``RUN/data/raw``);
@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .evaluation import Evaluation
-    from .settings import DecodeConfig, RunConfig
+    from ..decoding import DecodeOptions
+    from ..evaluation import Evaluation
+    from ..run_config import RunConfig
 
 try:  # Python >= 3.11
     import tomllib
@@ -118,7 +119,7 @@ def pick_samples(triples: list[tuple[str, str, str]], n: int) -> list[tuple[str,
 
 def load_demo_toml() -> tuple[DemoSettings, dict[str, Any]]:
     """The package's ``demo.toml``: its ``[demo]`` settings and the rest (a run config, as a TOML dict)."""
-    text = resources.files("transformer.resources").joinpath("demo.toml").read_text(encoding="utf-8")
+    text = resources.files("transformer.demo").joinpath("demo.toml").read_text(encoding="utf-8")
     raw = tomllib.loads(text)
     return DemoSettings(**raw.pop("demo")), raw
 
@@ -127,7 +128,7 @@ def run_config(run_part: dict[str, Any], overrides: list[str]) -> RunConfig:
     """``load_config`` of the run part of ``demo.toml`` with ``overrides``."""
     import tomli_w
 
-    from .settings import load_config
+    from ..run_config import load_config
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "demo.toml"
@@ -162,8 +163,8 @@ def _write_marker(run_dir: Path, record: dict[str, Any]) -> None:
 
 def build_data(data_dir: Path, settings: DemoSettings, quick: bool, seed: int) -> dict[str, tuple[Path, Path]]:
     """Write the corpus to ``data_dir/raw`` and prepare it in ``data_dir``: ``{split: (English, German)}``."""
-    from .data import prepare
-    from .data.numbers import make_demo_corpus
+    from ..data import prepare
+    from .numbers import make_demo_corpus
 
     files = make_demo_corpus(
         data_dir / "raw",
@@ -185,32 +186,27 @@ def build_data(data_dir: Path, settings: DemoSettings, quick: bool, seed: int) -
     return files
 
 
-def exact_match_of(weights: Path, files: tuple[Path, Path], decode: DecodeConfig) -> tuple[float, Evaluation]:
+def exact_match_of(weights: Path, files: tuple[Path, Path], decode: DecodeOptions) -> tuple[float, Evaluation]:
     """Exact-match rate (and the whole evaluation) of the weights file ``weights`` on (English, German) files."""
-    from .data import read_lines
-    from .evaluation import evaluate
-    from .translator import Translator
+    from ..data import read_lines
+    from ..evaluation import evaluate
+    from ..translator import Translator
 
     translator = Translator.from_checkpoint(weights)
-    evaluation = evaluate(
-        translator,
-        read_lines(files[0]),
-        read_lines(files[1]),
-        beam_size=decode.beam_size,
-        length_penalty=decode.length_penalty,
-        max_len=decode.max_len,
-    )
+    evaluation = evaluate(translator, read_lines(files[0]), read_lines(files[1]), decode)
     return evaluation.scores["exact_match"], evaluation
 
 
-def choose_model(run_dir: Path, n_average: int, valid: tuple[Path, Path], decode: DecodeConfig) -> str:
+def choose_model(run_dir: Path, n_average: int, valid: tuple[Path, Path], decode: DecodeOptions) -> str:
     """Average the last ``n_average`` checkpoints (§6.1 averages the last 5) and keep, as ``RUN/best.safetensors``,
     whichever of the average and the best checkpoint translates more validation numbers exactly.
 
     Returns a description of the kept weights. With fewer than two checkpoints there is nothing to average.
     """
-    from .training.average import average_checkpoints
-    from .training.checkpoint import BEST, atomic_write, list_checkpoints, read_metadata
+    from ..checkpoint import read_metadata
+    from ..io import atomic_write
+    from ..run_dir import BEST, list_checkpoints
+    from ..training.average import average_checkpoints
 
     found = list_checkpoints(run_dir)[-n_average:]
     best = run_dir / BEST
@@ -251,9 +247,9 @@ def run_demo(
         quick: a small corpus and a few steps: checks that everything works, learns little.
         seed: seed of the corpus, the vocabulary and training.
     """
-    from .data import read_lines
-    from .training.checkpoint import BEST
-    from .training.loop import train
+    from ..data import read_lines
+    from ..run_dir import BEST
+    from ..training.loop import train
 
     started = time.perf_counter()
     run_dir = Path(run_dir)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from transformer.data.corpus import read_lines
-from transformer.data.numbers import english_words, german_words, make_demo_corpus
+from transformer.demo.numbers import english_words, german_words, make_demo_corpus
 
 # (number, English, German): German in standard orthography, written out by hand.
 KNOWN = [

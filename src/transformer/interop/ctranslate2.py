@@ -16,8 +16,8 @@ Our model maps one to one onto CTranslate2's ``TransformerSpec``, so the export 
   (``add_source_eos``) and the decoder starts from ``<s>``, as ours do. The SentencePiece models are
   copied into the output directory so that a user can tokenize with them.
 
-The result is checked in tests/interop against our own model: the same log-probabilities for given
-targets (``score_batch``) and the same greedy translations.
+The result is checked against our own model (tests/equivalence/test_ctranslate2_export.py): the same
+log-probabilities for given targets (``score_batch``) and the same greedy translations.
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from torch import Tensor
 
-from .embeddings import sinusoidal_encoding
-from .model import Transformer
+from ..embeddings import sinusoidal_encoding
+from ..model import Transformer
 
 if TYPE_CHECKING:
-    from .data.vocab import Vocab
+    from ..data.vocab import Vocab
 
 # Weight formats CTranslate2 can store; None keeps float32.
 QUANTIZATIONS = ("int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16", "float32")

@@ -3,8 +3,7 @@
 Linear(x) = x W^T + b, as ``nn.Linear`` (same parameters, same state dict). Without autograd, on the CPU in
 float32, the product runs on a copy of W reordered once into oneDNN's blocked layout (the reorder PyTorch's
 compiler does when it freezes a model), kept until W changes. Decoding multiplies few rows (one position
-per sentence) by every weight matrix at each step, where the blocked layout pays most: on 2 cores, 64 rows
-times a 512 x 32000 output matrix take 11 ms instead of 22, a 512 x 2048 layer 0.61 ms instead of 0.85.
+per sentence) by every weight matrix at each step, where the blocked layout pays most (docs/performance.md).
 With autograd (training), on other devices, other dtypes or under autocast, it is ``F.linear``.
 
 The packed copies double the memory of the weights used in inference; ``set_packed_inference(False)``
@@ -123,8 +122,8 @@ class PackedWeights:
 
 
 class Linear(nn.Linear):
-    """``nn.Linear`` with the prepacked inference path; ``rows(x, start, stop)`` applies only the output
-    rows start:stop of W and b (a fused projection's part), packed on its own."""
+    """``nn.Linear`` with the prepacked inference path; ``output_rows(x, start, stop)`` computes only the
+    outputs start:stop (rows start:stop of W and b: one part of a fused projection), packed on its own."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
         super().__init__(in_features, out_features, bias)
@@ -133,7 +132,35 @@ class Linear(nn.Linear):
     def forward(self, x: Tensor) -> Tensor:
         return self.packed.linear(x, self.weight, self.bias)
 
-    def rows(self, x: Tensor, start: int, stop: int) -> Tensor:
+    def output_rows(self, x: Tensor, start: int, stop: int) -> Tensor:
         """x W[start:stop]^T + b[start:stop]: (..., K) -> (..., stop - start)."""
         bias = None if self.bias is None else self.bias[start:stop]
         return self.packed.linear(x, self.weight[start:stop], bias, slot=(start, stop))
+
+
+def set_int8_inference(model: nn.Module, enabled: bool = True) -> None:
+    """int8 weights (module docstring) in every prepacked product of ``model``: each ``Linear`` and any other
+    ``PackedWeights`` a module holds (the output projection). float32 inference on the CPU only; training,
+    autocast and other devices are unchanged.
+
+    Raises:
+        RuntimeError: ``model`` is not on the CPU, or this PyTorch build has no int8 matrix product there.
+    """
+    if enabled:
+        devices = {p.device for p in model.parameters()}
+        if devices != {torch.device("cpu")}:
+            raise RuntimeError(f"int8 inference runs on the CPU only, but the model is on {sorted(map(str, devices))}")
+        if not int8_supported():
+            raise RuntimeError("this PyTorch build has no int8 matrix product on the CPU (torch._int_mm)")
+    for packed in packed_weights(model):
+        packed.int8 = enabled
+
+
+def packed_weights(model: nn.Module) -> list[PackedWeights]:
+    """Every ``PackedWeights`` held by a module of ``model``, once each."""
+    found: dict[int, PackedWeights] = {}
+    for module in model.modules():
+        for value in vars(module).values():
+            if isinstance(value, PackedWeights):
+                found[id(value)] = value
+    return list(found.values())

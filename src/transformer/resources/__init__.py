@@ -1,1 +1,0 @@
-"""Package data: ``demo.toml``, the settings of ``transformer demo`` (read with ``importlib.resources``)."""
