@@ -24,14 +24,16 @@ def _load_bench():
 
 def test_bench_toy_run_writes_complete_json(tmp_path, monkeypatch):
     bench = _load_bench()
+    measured = []
 
     def peak_in_process(impl, size, args):
-        return bench.memory_worker(
+        measured.append(impl)
+        return bench.bench_memory.memory_worker(
             {"impl": impl, "size": size, "train_tokens": args.train_tokens, "train_batches": args.train_batches,
              "threads": args.threads}
         )
 
-    monkeypatch.setattr(bench, "measure_peak", peak_in_process)
+    monkeypatch.setattr(bench.bench_memory, "measure_peak", peak_in_process)
     out = tmp_path / "bench.json"
     bench.main([
         "--sizes", "toy", "--parts", "train,decode,peak", "--impls", "ours,recompute,nn", "--threads", "1",
@@ -50,8 +52,7 @@ def test_bench_toy_run_writes_complete_json(tmp_path, monkeypatch):
     assert {("decode", "beam 1", "ours"), ("decode", "beam 2", "ours"),
             ("decode", "beam 1", "nn.Transformer, no cache")} <= rows
     trained = {impl for part, _, impl in rows if part == "train"}
-    assert {"ours", "ours, recompute", "nn.Transformer"} <= trained <= {"ours", "ours, chunked loss",
-                                                                        "ours, recompute", "nn.Transformer"}
+    assert trained == {"ours", "ours, chunked loss", "ours, recompute", "nn.Transformer"}
     for r in report["results"]:
         assert r["size"] == "toy"
         assert len(r["times_s"]) == 1 and r["median_s"] > 0 and r["throughput"] > 0 and math.isfinite(r["throughput"])
@@ -62,7 +63,7 @@ def test_bench_toy_run_writes_complete_json(tmp_path, monkeypatch):
             assert r["peak_step_mb"] >= 0 and r["peak_total_mb"] >= r["peak_step_mb"]
         else:
             assert r["out_tokens"] == 4  # the forced output length
-    assert {p["impl"] for p in report["peak"]} == trained
+    assert {p["impl"] for p in report["peak"]} == trained == set(measured)  # measured in this process
     assert all(p["params"] > 0 and p["state_expected_mb"] > 0 for p in report["peak"])
 
 
@@ -85,3 +86,17 @@ def test_bench_decodes_with_ctranslate2_in_its_own_process_the_peers_and_our_exp
                      "ours->CT2 int8"):
             assert rows[(beam, impl)]["out_tokens"] == 4, (beam, impl)  # the worker translated, to length 4
             assert rows[(beam, impl)]["throughput"] > 0
+
+
+def test_bench_lists_an_implementation_whose_package_is_missing_as_skipped():
+    _load_bench()  # puts benchmarks/ on sys.path
+    from bench_models import Impl, select
+
+    impls = {impl.label: impl for impl in (
+        Impl("ours", "ours", build=print),
+        Impl("peer", "hf", build=print, needs=("no_such_package_for_the_benchmark",)),
+        Impl("other", "nn", build=print),
+    )}
+    chosen, skipped = select(impls, ["hf"])
+    assert [impl.label for impl in chosen] == ["ours"]  # ours always; "other" was not asked for
+    assert skipped == {"peer": "no_such_package_for_the_benchmark is not installed"}
