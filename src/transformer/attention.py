@@ -33,11 +33,12 @@ def attention(
     -> out (B, H, Tq, Dh), weights (B, H, Tq, Tk) or None.
     """
     scores = torch.matmul(q, k.transpose(-2, -1)).mul_(1.0 / math.sqrt(q.size(-1)))  # (B, H, Tq, Tk)
-    if mask is not None:
-        scores.masked_fill_(~mask, torch.finfo(scores.dtype).min)
+    blocked = None if mask is None else ~mask
+    if blocked is not None:
+        scores.masked_fill_(blocked, torch.finfo(scores.dtype).min)
     weights = torch.softmax(scores, dim=-1)
-    if mask is not None:
-        empty = (~mask).all(dim=-1, keepdim=True)  # (B|1, 1|H, Tq|1, 1): softmax spread these rows evenly
+    if blocked is not None:
+        empty = blocked.all(dim=-1, keepdim=True)  # (B|1, 1|H, Tq|1, 1): softmax spread these rows evenly
         if bool(empty.any()):
             weights = weights.masked_fill(empty, 0.0)
     out = torch.matmul(dropout(weights, dropout_p), v)  # (B, H, Tq, Dh)
@@ -94,7 +95,11 @@ class MultiHeadAttention(nn.Module):
     def project_kv(self, memory: Tensor) -> tuple[Tensor, Tensor]:
         """Keys and values of a memory (cross-attention): (B, S, D) -> k, v (B, H, S, Dh)."""
         d = self.d_model
-        k, v = self.w_qkv.output_rows(memory, d, 3 * d).split(d, dim=-1)  # 2 x (B, S, D)
+        return self.split_kv(self.w_qkv.output_rows(memory, d, 3 * d))
+
+    def split_kv(self, kv: Tensor) -> tuple[Tensor, Tensor]:
+        """The key/value part of ``w_qkv``'s output into heads: (B, S, 2D) -> 2 x (B, H, S, Dh)."""
+        k, v = kv.split(self.d_model, dim=-1)  # 2 x (B, S, D)
         return self.split_heads(k), self.split_heads(v)
 
     def project_q(self, x: Tensor) -> Tensor:

@@ -93,11 +93,14 @@ class DecoderLayer(nn.Module):
         self.ff_block = Residual(d_model, dropout, norm_first, eps)
 
     def forward(
-        self, x: Tensor, memory: Tensor, tgt_mask: Tensor, src_mask: Tensor, need_weights: bool = False
+        self, x: Tensor, cross_k: Tensor, cross_v: Tensor, tgt_mask: Tensor, src_mask: Tensor,
+        need_weights: bool = False,
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """Teacher-forced pass over a whole target.
+        """Teacher-forced pass over a whole target. ``cross_k``/``cross_v`` are this layer's keys and values of the
+        encoder output (§3.2.3: "the memory keys and values come from the output of the encoder"), computed once
+        per source, ``cross_attn.project_kv(memory)``, as for incremental decoding (``step``).
 
-        Shapes: x (B, T, D), memory (B, S, D), tgt_mask (B, 1, T, T), src_mask (B, 1, 1, S)
+        Shapes: x (B, T, D), cross_k/cross_v (B, H, S, Dh), tgt_mask (B, 1, T, T), src_mask (B, 1, 1, S)
         -> (B, T, D), self weights (B, H, T, T) or None, cross weights (B, H, T, S) or None.
         """
         weights: list[Tensor | None] = [None, None]
@@ -107,7 +110,8 @@ class DecoderLayer(nn.Module):
             return out
 
         def cross_attend(h: Tensor) -> Tensor:
-            out, weights[1] = self.cross_attn(h, memory, mask=src_mask, need_weights=need_weights)
+            out, weights[1] = self.cross_attn.attend(self.cross_attn.project_q(h), cross_k, cross_v, src_mask,
+                                                     need_weights)
             return out
 
         x = self.self_block(x, self_attend)

@@ -22,7 +22,7 @@ from .layers import DecoderLayer, EncoderLayer
 from .masks import source_mask, target_mask
 from .ops.linear import PackedWeights, packed_weights
 from .ops.linear import set_int8_inference as use_int8_weights
-from .ops.packing import Packing, encoder_layer_on_rows
+from .ops.packing import Packing, encoder_layer_on_rows, keys_values_on_rows
 
 
 @dataclass(frozen=True)
@@ -92,10 +92,18 @@ class Decoder(nn.Module):
     def forward(
         self, x: Tensor, memory: Tensor, tgt_mask: Tensor, src_mask: Tensor, need_weights: bool = False
     ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
-        """x (B, T, D), memory (B, S, D) -> (B, T, D), self weights [(B, H, T, T)], cross [(B, H, T, S)]."""
+        """x (B, T, D), memory (B, S, D) -> (B, T, D), self weights [(B, H, T, T)], cross [(B, H, T, S)].
+
+        Each layer's cross-attention keys and values are computed from the memory, once (``_decoder_layer``). A
+        speed-up, not part of the model: where the sources are mostly padding, at their real positions only
+        (``transformer.ops.packing``).
+        """
+        packing = Packing.of(src_mask[:, 0, 0, :])
+        memory = memory if packing is None else packing.pack(memory)  # (B, S, D) or (N, D)
         self_weights, cross_weights = [], []
         for layer in self.layers:
-            x, sw, cw = _run(self.recompute and not need_weights, layer, x, memory, tgt_mask, src_mask, need_weights)
+            x, sw, cw = _run(self.recompute and not need_weights, _decoder_layer, layer, x, memory, packing, tgt_mask,
+                             src_mask, need_weights)
             if sw is not None and cw is not None:
                 self_weights.append(sw)
                 cross_weights.append(cw)
@@ -111,6 +119,19 @@ class Decoder(nn.Module):
 
     def _final_norm(self, x: Tensor) -> Tensor:
         return x if self.final_norm is None else self.final_norm(x)
+
+
+def _decoder_layer(
+    layer: DecoderLayer, x: Tensor, memory: Tensor, packing: Packing | None, tgt_mask: Tensor, src_mask: Tensor,
+    need_weights: bool,
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """``layer`` over the memory (B, S, D), or over its real rows (N, D) with ``packing``: the layer's
+    cross-attention keys and values, then the layer (one function, so activation checkpointing recomputes both)."""
+    if packing is None:
+        cross_k, cross_v = layer.cross_attn.project_kv(memory)  # (B, H, S, Dh) each
+    else:
+        cross_k, cross_v = keys_values_on_rows(layer.cross_attn, memory, packing)
+    return layer(x, cross_k, cross_v, tgt_mask, src_mask, need_weights)
 
 
 def _run(recompute: bool, layer: Callable[..., Any], *args: Any) -> Any:

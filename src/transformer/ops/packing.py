@@ -4,13 +4,15 @@ Every part of an encoder layer but attention acts on each position alone (the Q/
 feed-forward network, LayerNorm, dropout, the residual sums), so it can run on the N real positions of a
 batch, (N, D), rather than on all B x L of them, (B, L, D). Attention needs the (B, H, L, Dh) layout, so its
 inputs are unpacked (padding rows are zeros, which the mask excludes) and its output packed again
-(``encoder_layer_on_rows``). Token-bucketed batches are mostly real tokens, but a batch sorted on the target
-side only (as many samplers do) has its sources mostly padding in places.
+(``encoder_layer_on_rows``). Likewise the decoder's cross-attention keys and values, a projection of the
+encoder output, are computed at its real positions only (``keys_values_on_rows``). Token-bucketed batches
+are mostly real tokens, but a batch sorted on the target side only (as many samplers do) has its sources
+mostly padding in places.
 
-The encoder packs where it saves enough, below ``MAX_REAL_FRACTION`` real positions, and on the CPU, where it
-was measured (on a GPU the padding costs less and counting the real positions would wait for the device).
-The result is the same as the padded computation at every real position up to float rounding; at padding
-positions the packed path leaves zeros, which no mask lets through.
+The encoder and decoder pack where it saves enough, below ``MAX_REAL_FRACTION`` real positions, and on the
+CPU, where it was measured (on a GPU the padding costs less and counting the real positions would wait for
+the device). The result is the same as the padded computation at every real position up to float rounding;
+at padding positions the packed path leaves zeros, which no mask lets through.
 
 Shapes: B batch, L padded length, N real positions, C channels, D d_model, H heads, Dh head dim.
 """
@@ -23,7 +25,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:  # for the annotation only: ops imports nothing of the model at run time
+if TYPE_CHECKING:  # for the annotations only: ops imports nothing of the model at run time
+    from ..attention import MultiHeadAttention
     from ..layers import EncoderLayer
 
 # Below about 90% real positions packing was measured faster, above it the two were within the noise
@@ -79,3 +82,13 @@ def encoder_layer_on_rows(layer: EncoderLayer, rows: Tensor, src_mask: Tensor, p
 
     rows = layer.attn_block(rows, self_attention)
     return layer.ff_block(rows, layer.feed_forward)
+
+
+def keys_values_on_rows(attn: MultiHeadAttention, rows: Tensor, packing: Packing) -> tuple[Tensor, Tensor]:
+    """``attn.project_kv(memory)`` computed at the memory's real positions only (zeros at padding, which the
+    source mask excludes): the decoder's cross-attention keys and values of a mostly padded batch of sources.
+
+    Shapes: rows (N, D) = ``packing.pack(memory)`` -> k, v (B, H, L, Dh).
+    """
+    d = attn.d_model
+    return attn.split_kv(packing.unpack(attn.w_qkv.output_rows(rows, d, 3 * d)))  # from (B, L, 2D)
