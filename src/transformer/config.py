@@ -13,6 +13,7 @@ from typing import Any
 # Activations of the feed-forward network by name (``transformer.feed_forward`` maps them to functions).
 ACTIVATIONS = ("relu", "gelu", "silu", "swish")  # relu is the paper's; swish with beta = 1 is silu
 POSITIONAL_KINDS = ("sinusoidal", "learned")
+SINUSOID_LAYOUTS = ("interleaved", "halves")  # the paper's; Marian's and fairseq's (sines first, then cosines)
 
 # Table 3 of the paper; "tiny" is ours, for CPU work and tests.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -39,8 +40,11 @@ class Architecture:
     norm_first: bool = False  # False: post-norm LayerNorm(x + Sublayer(x)), the paper's
     activation: str = "relu"
     positional: str = "sinusoidal"  # or "learned"
+    sinusoid_layout: str = "interleaved"  # the paper's; "halves": the sines in the first half of the dimensions
     max_positions: int = 1024  # size of the learned table; the sinusoidal one grows on demand
     layer_norm_eps: float = 1e-5
+    scale_embeddings: bool = True  # E[x] * sqrt(d_model) (§3.4); Marian models may leave it out
+    output_bias: bool = False  # a bias added to the logits (the paper has none; Marian's final_logits_bias)
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -65,6 +69,8 @@ class Architecture:
             problems.append(f"activation={self.activation!r} must be one of {sorted(ACTIVATIONS)}")
         if self.positional not in POSITIONAL_KINDS:
             problems.append(f"positional={self.positional!r} must be 'sinusoidal' or 'learned'")
+        if self.sinusoid_layout not in SINUSOID_LAYOUTS:
+            problems.append(f"sinusoid_layout={self.sinusoid_layout!r} must be 'interleaved' or 'halves'")
         return problems
 
     def to_dict(self) -> dict[str, Any]:
@@ -78,7 +84,7 @@ class TransformerConfig(Architecture):
     src_vocab_size: int
     tgt_vocab_size: int
     pad_id: int = 0
-    bos_id: int = 1
+    bos_id: int = 1  # the decoder's start token; may be pad_id (Marian starts decoding from <pad>)
     eos_id: int = 2
 
     def problems(self) -> list[str]:
@@ -95,8 +101,8 @@ class TransformerConfig(Architecture):
             value = getattr(self, name)
             if not 0 <= value < min(self.src_vocab_size, self.tgt_vocab_size):
                 problems.append(f"{name}={value} is outside the vocabulary")
-        if len({self.pad_id, self.bos_id, self.eos_id}) != 3:
-            problems.append(f"pad_id, bos_id and eos_id must differ, got {self.pad_id}, {self.bos_id}, {self.eos_id}")
+        if self.eos_id in (self.pad_id, self.bos_id):
+            problems.append(f"eos_id={self.eos_id} must differ from pad_id={self.pad_id} and bos_id={self.bos_id}")
         return problems
 
     @classmethod

@@ -16,9 +16,12 @@ from torch import Tensor, nn
 from .ops.dropout import Dropout
 
 
-def sinusoidal_encoding(n_positions: int, d_model: int) -> Tensor:
-    """The table of §3.5, sines in even and cosines in odd dimensions (interleaved, as the paper).
+def sinusoidal_encoding(n_positions: int, d_model: int, layout: str = "interleaved") -> Tensor:
+    """The table of §3.5: sin(pos / 10000^(2i/D)) and cos(pos / 10000^(2i/D)) for i < D/2.
 
+    ``layout="interleaved"`` (the paper's): sines in the even dimensions, cosines in the odd ones.
+    ``layout="halves"`` (Marian's, fairseq's): all the sines first, then all the cosines. The two hold the same
+    numbers, the dimensions permuted (``sinusoid_permutation``).
     Shapes: -> (n_positions, D) float32.
     """
     pos = torch.arange(n_positions, dtype=torch.float64)[:, None]  # (P, 1)
@@ -27,17 +30,30 @@ def sinusoidal_encoding(n_positions: int, d_model: int) -> Tensor:
     pe = torch.zeros(n_positions, d_model, dtype=torch.float64)
     pe[:, 0::2] = torch.sin(angle)
     pe[:, 1::2] = torch.cos(angle[:, : d_model // 2])
-    return pe.float()
+    return pe[:, sinusoid_permutation(d_model, layout)].float()
+
+
+def sinusoid_permutation(d_model: int, layout: str) -> Tensor:
+    """The dimensions of the interleaved table that make ``layout``'s: ``halves = interleaved[:, perm]``.
+
+    Shapes: -> (D,) int64.
+    """
+    if layout == "interleaved":
+        return torch.arange(d_model)
+    if layout == "halves":
+        return torch.cat([torch.arange(0, d_model, 2), torch.arange(1, d_model, 2)])
+    raise ValueError(f"sinusoid layout {layout!r}: choose 'interleaved' or 'halves'")
 
 
 class TokenEmbedding(nn.Module):
-    """E[x] * sqrt(d_model): the scale keeps embeddings on the scale of the positional encoding (§3.4)."""
+    """E[x] * sqrt(d_model): the scale keeps embeddings on the scale of the positional encoding (§3.4);
+    ``scale=False`` leaves E[x] as it is (models trained that way, e.g. some Marian ones)."""
 
-    def __init__(self, vocab_size: int, d_model: int, pad_id: int) -> None:
+    def __init__(self, vocab_size: int, d_model: int, pad_id: int, scale: bool = True) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(vocab_size, d_model))
         self.pad_id = pad_id
-        self.scale = math.sqrt(d_model)
+        self.scale = math.sqrt(d_model) if scale else 1.0
 
     def forward(self, tokens: Tensor) -> Tensor:
         """(B, T) int64 -> (B, T, D)."""
@@ -51,18 +67,22 @@ class PositionalEncoding(nn.Module):
     both nearly identical). The sinusoidal table grows on demand, so any length works.
     """
 
-    def __init__(self, d_model: int, max_positions: int, kind: str = "sinusoidal", dropout: float = 0.0) -> None:
+    def __init__(
+        self, d_model: int, max_positions: int, kind: str = "sinusoidal", dropout: float = 0.0,
+        layout: str = "interleaved",
+    ) -> None:
         super().__init__()
         if kind not in ("sinusoidal", "learned"):
             raise ValueError(f"positional={kind!r}: choose 'sinusoidal' or 'learned'")
         self.kind = kind
+        self.layout = layout  # of the sinusoidal table, see ``sinusoidal_encoding``
         self.d_model = d_model
         self.max_positions = max_positions
         self.dropout = Dropout(dropout)
         if kind == "learned":
             self.table = nn.Parameter(torch.empty(max_positions, d_model))
         else:
-            self.register_buffer("table", sinusoidal_encoding(max_positions, d_model), persistent=False)
+            self.register_buffer("table", sinusoidal_encoding(max_positions, d_model, layout), persistent=False)
 
     def encodings(self, start: int, length: int) -> Tensor:
         """PE for positions start .. start+length-1: -> (length, D)."""
@@ -70,7 +90,8 @@ class PositionalEncoding(nn.Module):
         if end > self.table.size(0):
             if self.kind == "learned":
                 raise ValueError(f"position {end - 1} is past max_positions={self.max_positions} of learned encodings")
-            self.table = sinusoidal_encoding(max(end, 2 * self.table.size(0)), self.d_model).to(self.table.device)
+            table = sinusoidal_encoding(max(end, 2 * self.table.size(0)), self.d_model, self.layout)
+            self.table = table.to(self.table.device)
         return self.table[start:end]
 
     def forward(self, x: Tensor, offset: int = 0) -> Tensor:

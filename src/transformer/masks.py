@@ -32,8 +32,11 @@ def causal_mask(length: int, device: torch.device | None = None) -> Tensor:
 
 
 def target_mask(tgt: Tensor, pad_id: int) -> Tensor:
-    """Causal AND key-not-pad.
+    """Causal AND key-not-pad, where position 0 is never padding: it holds the decoder's start token, which a
+    model may share with padding (Marian starts decoding from ``<pad>``).
 
     Shapes: tgt (B, T) int64 -> (B, 1, T, T) bool.
     """
-    return causal_mask(tgt.size(1), tgt.device) & (tgt != pad_id)[:, None, None, :]
+    real = tgt != pad_id  # (B, T)
+    real[:, 0] = True
+    return causal_mask(tgt.size(1), tgt.device) & real[:, None, None, :]

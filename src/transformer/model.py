@@ -151,19 +151,21 @@ class Transformer(nn.Module):
     def __init__(self, cfg: TransformerConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.src_embed = TokenEmbedding(cfg.src_vocab_size, cfg.d_model, cfg.pad_id)
+        self.src_embed = TokenEmbedding(cfg.src_vocab_size, cfg.d_model, cfg.pad_id, cfg.scale_embeddings)
         # §3.4: "we share the same weight matrix between the two embedding layers and the pre-softmax
         # linear transformation"; both choices are switches here.
-        self.tgt_embed = (
-            self.src_embed if cfg.share_embeddings else TokenEmbedding(cfg.tgt_vocab_size, cfg.d_model, cfg.pad_id)
-        )
-        self.src_pos = PositionalEncoding(cfg.d_model, cfg.max_positions, cfg.positional, cfg.dropout)
-        self.tgt_pos = PositionalEncoding(cfg.d_model, cfg.max_positions, cfg.positional, cfg.dropout)
+        self.tgt_embed = self.src_embed if cfg.share_embeddings else TokenEmbedding(
+            cfg.tgt_vocab_size, cfg.d_model, cfg.pad_id, cfg.scale_embeddings)
+        position = dict(kind=cfg.positional, dropout=cfg.dropout, layout=cfg.sinusoid_layout)
+        self.src_pos = PositionalEncoding(cfg.d_model, cfg.max_positions, **position)
+        self.tgt_pos = PositionalEncoding(cfg.d_model, cfg.max_positions, **position)
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
         self.output_weight = (
             self.tgt_embed.weight if cfg.tie_output else nn.Parameter(torch.empty(cfg.tgt_vocab_size, cfg.d_model))
         )
+        # A fixed bias on the logits (Marian's final_logits_bias: saved, loaded, not trained), or none.
+        self.register_buffer("output_bias", torch.zeros(cfg.tgt_vocab_size) if cfg.output_bias else None)
         self.output_packed = PackedWeights()  # output_weight prepacked for CPU inference (ops.linear)
         self.reset_parameters()
 
@@ -221,7 +223,7 @@ class Transformer(nn.Module):
 
     def project(self, hidden: Tensor) -> Tensor:
         """Pre-softmax linear transformation: (..., D) -> (..., V)."""
-        return self.output_packed.linear(hidden, self.output_weight, None)
+        return self.output_packed.linear(hidden, self.output_weight, self.output_bias)
 
     def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
         """Logits of every next token: src (B, S), tgt_in (B, T) int64 -> (B, T, V)."""

@@ -27,6 +27,8 @@ VARIANTS = {
     "pre-norm gelu shared": dict(norm_first=True, activation="gelu", share_embeddings=True),
     "learned positions, untied output, silu": dict(positional="learned", tie_output=False, activation="silu"),
     "3+1 layers, eps 1e-6": dict(n_encoder_layers=3, n_decoder_layers=1, layer_norm_eps=1e-6),
+    "Marian's: halves, unscaled, logits bias, swish": dict(sinusoid_layout="halves", scale_embeddings=False,
+                                                           output_bias=True, activation="swish"),
 }
 
 SOURCES = [[5, 6, 7, 8, 9, 10], [11, 12], [13, 14, 15, 16]]
@@ -41,6 +43,8 @@ def random_model(**overrides) -> Transformer:
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.2)
+        if model.output_bias is not None:
+            model.output_bias.normal_()
     return model
 
 

@@ -154,3 +154,20 @@ def test_compiled_without_grad_is_the_eager_loss() -> None:
         out = label_smoothed_loss(hidden, target, weight, 0, 0.1, 4, compiled=True)
         plain = label_smoothed_loss(hidden, target, weight, 0, 0.1, 4)
     assert torch.equal(out.loss, plain.loss) and torch.equal(out.nll, plain.nll)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_a_fixed_logits_bias_is_part_of_the_loss_and_gets_no_gradient(compiled: bool) -> None:
+    """``output_bias`` (Marian's final_logits_bias): the loss of logits hidden W^T + b; b itself is not trained."""
+    hidden, target, weight = _inputs()
+    bias = torch.randn(V, dtype=hidden.dtype, generator=torch.Generator().manual_seed(2))
+    out = label_smoothed_loss(hidden, target, weight, pad_id=0, epsilon=0.1, chunk_size=5, compiled=compiled,
+                              output_bias=bias)
+    logits = (hidden @ weight.t() + bias).reshape(-1, V)
+    ref = F.cross_entropy(logits, target.reshape(-1), ignore_index=0, label_smoothing=0.1, reduction="sum")
+    torch.testing.assert_close(out.loss, ref, rtol=1e-6 if compiled else 1e-12, atol=1e-6 if compiled else 1e-12)
+    grads = torch.autograd.grad(out.loss, [hidden, weight])
+    expected = torch.autograd.grad(ref, [hidden, weight])
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want, rtol=1e-6 if compiled else 1e-10, atol=1e-6 if compiled else 1e-10)
+    assert not bias.requires_grad

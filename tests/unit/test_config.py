@@ -65,7 +65,9 @@ def test_unknown_preset_is_named() -> None:
         (dict(share_embeddings=True, tgt_vocab_size=50), "share_embeddings"),
         (dict(pad_id=100), "pad_id"),
         (dict(eos_id=-1), "eos_id"),
-        (dict(bos_id=0), "bos_id"),  # same as pad_id
+        (dict(eos_id=0), "eos_id"),  # the same as pad_id
+        (dict(eos_id=1), "eos_id"),  # the same as bos_id
+        (dict(sinusoid_layout="blocks"), "sinusoid_layout"),
     ],
 )
 def test_invalid_config_raises_naming_the_field(overrides: dict, field: str) -> None:

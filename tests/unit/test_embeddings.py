@@ -123,3 +123,25 @@ def test_incremental_decoding_step_t_adds_pe_of_t(make_cfg) -> None:
         assert diff.shape == (1, 1, 12)
         expected = torch.tensor([closed_form(t, d, 12) for d in range(12)])
         torch.testing.assert_close(diff[0, 0], expected, atol=1e-5, rtol=0)
+
+
+def test_the_halves_layout_is_the_paper_table_with_its_dimensions_permuted() -> None:
+    """Marian's (and fairseq's) table: all the sines, then all the cosines, of the same frequencies."""
+    from transformer.embeddings import sinusoid_permutation
+
+    d = 10
+    interleaved, halves = sinusoidal_encoding(50, d), sinusoidal_encoding(50, d, "halves")
+    torch.testing.assert_close(halves, interleaved[:, sinusoid_permutation(d, "halves")], atol=0, rtol=0)
+    for pos, i in ((0, 0), (7, 2), (49, 4)):
+        assert halves[pos, i].item() == pytest.approx(math.sin(pos / 10000 ** (2 * i / d)), abs=1e-6)
+        assert halves[pos, d // 2 + i].item() == pytest.approx(math.cos(pos / 10000 ** (2 * i / d)), abs=1e-6)
+    with pytest.raises(ValueError, match="blocks"):
+        sinusoidal_encoding(5, d, "blocks")
+
+
+def test_embeddings_can_be_left_unscaled() -> None:
+    scaled, plain = TokenEmbedding(11, 16, pad_id=0), TokenEmbedding(11, 16, pad_id=0, scale=False)
+    plain.weight = scaled.weight
+    tokens = torch.tensor([[3, 4, 0]])
+    torch.testing.assert_close(scaled(tokens), plain(tokens) * 4.0)  # sqrt(16)
+    torch.testing.assert_close(plain(tokens), scaled.weight[tokens], atol=0, rtol=0)

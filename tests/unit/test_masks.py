@@ -49,3 +49,11 @@ def test_target_mask_rows_never_fully_masked_when_bos_first() -> None:
     tgt = torch.tensor([[1, 0, 0, 0]])
     mask = target_mask(tgt, pad_id=0)
     assert bool(mask.any(dim=-1).all())  # every query sees at least BOS
+
+
+def test_position_zero_is_never_padding_even_when_the_start_token_is_pad() -> None:
+    """Marian starts decoding from <pad>: the first position must stay visible, the real padding hidden."""
+    tgt = torch.tensor([[0, 5, 6, 0], [0, 7, 0, 0]])  # <pad> as the start token, then words, then padding
+    mask = target_mask(tgt, pad_id=0)[:, 0]  # (B, T, T)
+    assert mask[:, :, 0].all()
+    assert mask[0, 3].tolist() == [True, True, True, False] and mask[1, 3].tolist() == [True, True, False, False]

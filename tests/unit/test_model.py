@@ -334,3 +334,22 @@ def test_int8_inference_reaches_every_linear_layer_and_switches_back(make_cfg) -
     loss = model(src, tgt).logsumexp(-1).mean()  # training is float32 whatever the inference setting
     loss.backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_a_logits_bias_and_a_start_token_that_is_padding(make_cfg, make_tokens) -> None:
+    """Marian's two choices: ``output_bias`` adds a saved, untrained bias to the logits; ``bos_id == pad_id``
+    decodes from <pad>, which the masks do not hide and which is never generated."""
+    model = Transformer(make_cfg(output_bias=True, bos_id=0, pad_id=0, eos_id=2, scale_embeddings=False)).eval()
+    assert "output_bias" in model.state_dict() and "output_bias" not in dict(model.named_parameters())
+    src = make_tokens([5, 3], 13)
+    tgt_in = torch.tensor([[0, 5, 6], [0, 7, 0]])  # from <pad>
+    with torch.no_grad():
+        before = model(src, tgt_in)
+        model.output_bias.copy_(torch.arange(13.0))
+        after = model(src, tgt_in)
+        torch.testing.assert_close(after - before, torch.arange(13.0).expand_as(after), atol=1e-5, rtol=0)
+        model.output_bias[0] = 100.0  # <pad> the most likely token by far: still never generated
+        gen = search(model, src, DecodeOptions(beam_size=3, n_best=3, max_len=6))
+    for row, n in zip(gen.tokens.view(-1, gen.tokens.size(-1)), gen.lengths.view(-1).tolist()):
+        assert 0 not in row[:n].tolist()
+    assert TransformerConfig(src_vocab_size=13, tgt_vocab_size=13, pad_id=4, bos_id=4, eos_id=5).bos_id == 4

@@ -2,11 +2,12 @@
 
 Our model maps one to one onto CTranslate2's ``TransformerSpec``, so the export is a renaming of tensors:
 
-- embeddings: ``src_embed`` / ``tgt_embed`` (CTranslate2 also multiplies them by sqrt(d_model), §3.4);
-  the pre-softmax projection is ``output_weight`` (the target embedding when tied), no bias;
-- positions: CTranslate2 takes the table itself, so we hand it ours (sines in even, cosines in odd
-  dimensions, as the paper; CTranslate2's own default table puts all sines first) or the learned one,
-  ``max_positions`` rows: longer inputs or outputs fail in CTranslate2;
+- embeddings: ``src_embed`` / ``tgt_embed`` (CTranslate2 also multiplies them by sqrt(d_model), §3.4, unless
+  ``scale_embeddings`` is off); the pre-softmax projection is ``output_weight`` (the target embedding when
+  tied), with ``output_bias`` as its bias when the model has one;
+- positions: CTranslate2 takes the table itself, so we hand it ours (the paper's interleaved sines and
+  cosines, or Marian's halves, as the model's ``sinusoid_layout``) or the learned one, ``max_positions``
+  rows: longer inputs or outputs fail in CTranslate2;
 - self-attention ``w_qkv`` (3D, D) is CTranslate2's fused ``linear[0]``; cross-attention's ``w_qkv`` is
   split into the query part ``linear[0]`` and the fused key/value part ``linear[1]``; ``w_o`` is the last;
 - each sublayer's LayerNorm is the sublayer's ``layer_norm`` (after the residual in post-norm, before the
@@ -67,7 +68,7 @@ def _position_table(model: Transformer, which: str, max_positions: int) -> np.nd
                 f"max_positions={max_positions} is past the model's learned table of {pos.table.size(0)} positions"
             )
         return _array(pos.table[:max_positions])
-    return _array(sinusoidal_encoding(max_positions, model.cfg.d_model))
+    return _array(sinusoidal_encoding(max_positions, model.cfg.d_model, model.cfg.sinusoid_layout))
 
 
 def _set_linear(spec: Any, layer: Any, rows: slice = slice(None)) -> None:
@@ -112,6 +113,9 @@ def ctranslate2_spec(
     enc.embeddings[0].weight = _array(model.src_embed.weight)
     dec.embeddings.weight = _array(model.tgt_embed.weight)
     dec.projection.weight = _array(model.output_weight)
+    if model.output_bias is not None:
+        dec.projection.bias = _array(model.output_bias)
+    enc.scale_embeddings = dec.scale_embeddings = cfg.scale_embeddings
     enc.position_encodings.encodings = _position_table(model, "src", max_positions)
     dec.position_encodings.encodings = _position_table(model, "tgt", max_positions)
     if cfg.norm_first:

@@ -318,7 +318,8 @@ def train_step(
             with autocast():
                 hidden = forward(batch.src, batch.tgt_in)  # (B, T, D)
                 loss = label_smoothed_loss(hidden, batch.tgt_out, model.output_weight, model.cfg.pad_id,
-                                           recipe.label_smoothing, recipe.loss_chunk_size, compiled=recipe.compile_loss)
+                                           recipe.label_smoothing, recipe.loss_chunk_size, compiled=recipe.compile_loss,
+                                           output_bias=model.output_bias)
             (loss.loss * scale).backward()
         loss_sum += loss.loss.detach()
     if recipe.clip_norm is not None:

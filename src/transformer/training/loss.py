@@ -36,9 +36,10 @@ class LossSums(NamedTuple):
 
 def label_smoothed_loss(
     hidden: Tensor, target: Tensor, output_weight: Tensor, pad_id: int, epsilon: float, chunk_size: int = 4096,
-    compiled: bool = False,
+    compiled: bool = False, output_bias: Tensor | None = None,
 ) -> LossSums:
-    """Summed label-smoothed cross-entropy of the logits ``hidden @ output_weight.T`` (``Transformer.project``).
+    """Summed label-smoothed cross-entropy of the logits ``hidden @ output_weight.T + output_bias``
+    (``Transformer.project``).
 
     Args:
         hidden: (..., D) decoder output states.
@@ -49,6 +50,7 @@ def label_smoothed_loss(
         chunk_size: positions projected at once; 0 projects all of them in one go.
         compiled: when a gradient is needed, compute each chunk's softmax, sums and gradient with the
             ``torch.compile``d ``_fused_chunk`` (faster; same values to rounding).
+        output_bias: (V,) a fixed bias on the logits, ``model.output_bias`` (not trained: no gradient), or None.
 
     Under autocast the projections run in the autocast dtype, the softmax and the sums in float32.
     """
@@ -65,7 +67,7 @@ def label_smoothed_loss(
     chunk = chunk_size if chunk_size > 0 else max(h.size(0), 1)
     fused = _compiled_fused_chunk() if compiled and need_grad else None
     loss, nll = _ProjectedCrossEntropy.apply(h, output_weight, y, float(epsilon), chunk, compute_dtype, need_grad,
-                                             fused)
+                                             fused, output_bias)
     return LossSums(loss, nll, h.size(0))
 
 
@@ -73,10 +75,10 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
     """Loss and gradients of softmax cross-entropy over a chunked projection, in one pass."""
 
     @staticmethod
-    def forward(ctx, h, weight, y, epsilon, chunk, compute_dtype, need_grad, fused):  # type: ignore[override]
+    def forward(ctx, h, weight, y, epsilon, chunk, compute_dtype, need_grad, fused, bias):  # type: ignore[override]
         with torch.autocast(h.device.type, enabled=False):  # dtypes are explicit below
             loss, nll, grad_h, grad_w = _chunked_forward(h, weight, y, epsilon, chunk, compute_dtype, need_grad,
-                                                         fused)
+                                                         fused, bias)
         ctx.mark_non_differentiable(nll)
         ctx.save_for_backward(grad_h, grad_w)
         return loss, nll
@@ -87,16 +89,18 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
         if grad_h.numel() == 0 and grad_w.numel() == 0:
             raise RuntimeError("label_smoothed_loss was computed without gradients (no grad mode or no leaf)")
         grads = grad_h * grad_loss.to(grad_h.dtype), grad_w * grad_loss.to(grad_w.dtype)
-        return *grads, None, None, None, None, None, None
+        return *grads, None, None, None, None, None, None, None
 
 
 def _chunked_forward(
     h: Tensor, weight: Tensor, y: Tensor, epsilon: float, chunk: int, compute_dtype: torch.dtype, need_grad: bool,
     fused: Callable[[Tensor, Tensor, float], tuple[Tensor, Tensor, Tensor]] | None = None,
+    bias: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     n_words = weight.size(0)
     acc = torch.promote_types(compute_dtype, torch.float32)  # softmax and sums: float32 (float64 if given)
     w = weight.to(compute_dtype)  # (V, D)
+    b = None if bias is None else bias.to(compute_dtype)  # (V,)
     loss = torch.zeros((), dtype=acc, device=h.device)
     nll = torch.zeros((), dtype=acc, device=h.device)
     grad_h = torch.empty_like(h) if need_grad else h.new_empty(0)  # (N, D)
@@ -104,16 +108,21 @@ def _chunked_forward(
     for start in range(0, h.size(0), chunk):
         hc = h[start : start + chunk].to(compute_dtype)  # (n, D)
         yc = y[start : start + chunk, None]  # (n, 1)
-        if fused is not None:  # the (n, V) logits hc @ w.t() are passed unnamed so the callee can free them
-            loss_c, nll_c, g = fused(hc @ w.t(), yc, epsilon)
+        if fused is not None:  # the (n, V) logits are passed unnamed so that the callee can free them
+            loss_c, nll_c, g = fused(_logits(hc, w, b), yc, epsilon)
         else:
-            loss_c, nll_c, g = _eager_chunk(hc @ w.t(), yc, epsilon, n_words, acc, need_grad)
+            loss_c, nll_c, g = _eager_chunk(_logits(hc, w, b), yc, epsilon, n_words, acc, need_grad)
         loss += loss_c
         nll += nll_c.detach()
         if need_grad:  # g: (n, V) d loss / d logits, in compute_dtype
             grad_h[start : start + chunk] = (g @ w).to(h.dtype)  # (n, D)
             grad_w += (g.t() @ hc).to(acc)  # (V, D)
     return loss, nll, grad_h, grad_w.to(weight.dtype) if need_grad else grad_w
+
+
+def _logits(h: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+    """(n, D), (V, D), (V,) or None -> (n, V): h W^T (+ b)."""
+    return h @ w.t() if b is None else torch.addmm(b, h, w.t())
 
 
 def _eager_chunk(logits: Tensor, y: Tensor, epsilon: float, n_words: int, acc: torch.dtype,

@@ -35,7 +35,7 @@ def validation_loss(
         with autocast():
             hidden = model.decode(batch.tgt_in, model.encode(batch.src), model.source_mask(batch.src))
             loss = label_smoothed_loss(hidden, batch.tgt_out, model.output_weight, cfg.pad_id, label_smoothing,
-                                       chunk_size)
+                                       chunk_size, output_bias=model.output_bias)
         sums += torch.stack([loss.loss.double(), loss.nll.double(), sums.new_tensor(float(loss.n_tokens))])
     loss_sum, nll_sum, n_tokens = distributed.all_reduce_sum(sums).tolist()
     return loss_sum / max(n_tokens, 1), nll_sum / max(n_tokens, 1)
