@@ -43,7 +43,8 @@ def test_greedy_and_max_len_options_reach_the_translator(cli, tiny_run, translat
     assert all(len(n[0].tokens) <= 2 for n in nbest)
 
 
-def test_n_best_format(cli, tiny_run, translator) -> None:
+@pytest.mark.parametrize("normalization", ["gnmt", "power"])
+def test_n_best_format(cli, tiny_run, translator, normalization) -> None:
     result = cli(
         "translate",
         "-c",
@@ -54,13 +55,16 @@ def test_n_best_format(cli, tiny_run, translator) -> None:
         "3",
         "--length-penalty",
         "1.0",
+        "--length-normalization",
+        normalization,
         stdin="\n".join(LINES),
     )
     assert result.code == 0, result.err
     rows = [line.split(" ||| ") for line in result.out.splitlines()]
     assert all(len(row) == 3 for row in rows)
     todo = [i for i, line in enumerate(LINES) if line.strip()]
-    nbest = translator.translate([LINES[i] for i in todo], DecodeOptions(beam_size=3, n_best=3, length_penalty=1.0))
+    options = DecodeOptions(beam_size=3, n_best=3, length_penalty=1.0, length_normalization=normalization)
+    nbest = translator.translate([LINES[i] for i in todo], options)
     expected = [[str(i), t.text, f"{t.score:.4f}"] for i, results in zip(todo, nbest) for t in results]
     assert rows == expected
     assert [int(row[0]) for row in rows] == [i for i in todo for _ in range(3)]  # 3 per non-blank line, by index
@@ -119,6 +123,12 @@ def test_usage_errors(cli, tiny_run, args, message) -> None:
     assert result.code == 2
     assert message in result.err
     assert result.out == ""
+
+
+def test_an_unknown_length_normalization_is_refused_by_the_parser(cli, tiny_run, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli("translate", "-c", tiny_run.run_dir, "--length-normalization", "linear", stdin="one\n")
+    assert exit_.value.code == 2 and "invalid choice: 'linear'" in capsys.readouterr().err
 
 
 def test_missing_checkpoint(cli, tmp_path) -> None:

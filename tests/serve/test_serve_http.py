@@ -74,7 +74,7 @@ def test_single_text_equals_translator(server, translator, sentences):
 
 def test_many_texts_with_options_equal_translator(server, translator, sentences):
     texts = sentences(5, 4)
-    options = dict(beam_size=3, n_best=3, length_penalty=1.0)
+    options = dict(beam_size=3, n_best=3, length_penalty=1.0, length_normalization="power")
     response = post(server, json={"texts": texts, **options})
     assert response.status_code == 200, response.text
     results = response.json()["translations"]
@@ -182,6 +182,14 @@ BAD_INPUTS = [
         "invalid_request",
         "length_penalty",
         ["finite"],
+    ),
+    (
+        "normalization",
+        dict(json={"text": "a", "length_normalization": "linear"}),
+        422,
+        "invalid_request",
+        "length_normalization",
+        ["gnmt", "power"],
     ),
     ("text-number", dict(json={"text": 5}), 422, "invalid_request", "text", ["valid string"]),
     ("texts-str", dict(json={"texts": "abc"}), 422, "invalid_request", "texts", ["valid list"]),

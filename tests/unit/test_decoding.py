@@ -131,6 +131,18 @@ def test_length_penalty_can_prefer_the_longer_hypothesis(n_best: int) -> None:
         assert gen.scores[0].tolist() == pytest.approx(scores[:n_best], rel=1e-6)
 
 
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 2.0])  # 0: the short one wins; 0.5 and 2: the long one
+def test_power_length_normalization_divides_by_length_to_the_alpha(alpha: float) -> None:
+    """Hugging Face's normalisation, score / |Y|^alpha: [EOS] (P 0.55, |Y| 1) against [A, A, EOS] (P 0.45, |Y| 3)."""
+    table = table_from({(): {EOS: 0.55, A: 0.45}, (A,): {A: 1.0}, (A, A): {EOS: 1.0}}, default={EOS: 1.0})
+    options = DecodeOptions(beam_size=2, n_best=2, length_penalty=alpha, length_normalization="power")
+    gen = beam_search(StubModel(table), SRC, options)
+    scored = sorted([(logp(0.55) / 1**alpha, []), (logp(0.45) / 3**alpha, [A, A])], reverse=True)
+    assert gen.scores[0].tolist() == pytest.approx([s for s, _ in scored], rel=1e-6)
+    assert gen.tokens[0, 0, : int(gen.lengths[0, 0])].tolist() == scored[0][1]
+    assert scored[0][1] == ([] if alpha == 0.0 else [A, A])
+
+
 def every_hypothesis(table: Table, max_len: int, tokens: tuple[int, ...]) -> list[tuple[tuple[int, ...], float, int]]:
     """All outputs (without EOS), their log P and |Y| (EOS counted; a cut output counts its tokens)."""
     done = []

@@ -6,6 +6,7 @@ import argparse
 import re
 from typing import TYPE_CHECKING
 
+from ..decoding.length_penalty import LENGTH_NORMALIZATIONS
 from ..decoding.options import DecodeOptionError, DecodeOptions
 
 if TYPE_CHECKING:
@@ -53,13 +54,16 @@ def add_decoding_arguments(parser: argparse.ArgumentParser, title: str = "decodi
                        f"{_DEFAULTS.length_penalty})")
     group.add_argument("--max-len", type=int, default=None, metavar="N",
                        help="most output tokens per sentence (default: decode.max_len, else source length + 50)")
+    group.add_argument("--length-normalization", choices=LENGTH_NORMALIZATIONS, default=None,
+                       help="lp(Y) of beam search: gnmt ((5 + |Y|) / 6)^alpha, the paper's, or power |Y|^alpha, "
+                       f"Hugging Face's (default: decode.length_normalization, else {_DEFAULTS.length_normalization})")
 
 
 def decode_options(args: argparse.Namespace, defaults: DecodeOptions, n_best: int | None = None) -> DecodeOptions:
     """``defaults`` with the options given on the command line; UsageError naming the flag if one is bad."""
     try:
         return defaults.override(beam_size=args.beam_size, length_penalty=args.length_penalty, max_len=args.max_len,
-                                 n_best=n_best)
+                                 length_normalization=args.length_normalization, n_best=n_best)
     except DecodeOptionError as e:
         raise UsageError(_flag_error(e, args)) from None
 

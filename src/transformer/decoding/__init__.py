@@ -8,7 +8,7 @@ only the ``Seq2Seq`` protocol (``encode``, ``source_mask``, ``start_state``, ``d
 from .beam import beam_search
 from .common import Generation, Seq2Seq
 from .greedy import greedy_search
-from .length_penalty import gnmt_length_penalty
+from .length_penalty import gnmt_length_penalty, length_penalty, power_length_penalty
 from .options import DecodeOptionError, DecodeOptions
 from .search import search
 
@@ -19,6 +19,8 @@ __all__ = [
     "Seq2Seq",
     "beam_search",
     "gnmt_length_penalty",
+    "length_penalty",
+    "power_length_penalty",
     "greedy_search",
     "search",
 ]

@@ -30,7 +30,6 @@ from .common import (
     output_limits,
     strip_eos,
 )
-from .length_penalty import gnmt_length_penalty
 from .options import DecodeOptions
 
 
@@ -69,7 +68,7 @@ class _Beams:
         ends = (cand_tok == eos_id) | (t + 1 >= self.limits[:, None])  # (A, 2K)
         first_k = torch.arange(2 * k, device=ends.device)[None] < k  # (1, 2K)
         newly = ends & first_k & (top_scores > -torch.inf) & ~self.done[:, None]
-        lp = gnmt_length_penalty(t + 1, options.length_penalty)  # |Y| counts the EOS (or last) token
+        lp = options.lp(t + 1)  # |Y| counts the EOS (or last) token
         self._merge_finished(torch.where(newly, top_scores / lp, -torch.inf), cand_seqs)
 
         self.scores, pick = torch.where(ends, -torch.inf, top_scores).topk(k, dim=1)  # (A, K): the best going on
@@ -90,7 +89,7 @@ class _Beams:
         A live hypothesis with log P = s can at best end at the length limit with s unchanged, so it
         scores at most s / lp(limit) (s <= 0, lp grows with length): the n best finished are then final.
         """
-        bound = self.scores[:, 0] / gnmt_length_penalty(self.limits.to(self.scores.dtype), options.length_penalty)
+        bound = self.scores[:, 0] / options.lp(self.limits.to(self.scores.dtype))
         return self.fin_scores[:, options.n_best - 1] >= bound
 
     def select(self, keep: Tensor) -> _Beams:

@@ -7,6 +7,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from torch import Tensor
+
+from .length_penalty import LENGTH_NORMALIZATIONS, length_penalty
+
 
 class DecodeOptionError(ValueError):
     """A decoding option out of range: ``field`` (a ``DecodeOptions`` field name), its ``value`` and what it
@@ -25,10 +29,12 @@ class DecodeOptions:
     Attributes:
         beam_size: hypotheses kept per sentence; 1 with ``n_best`` 1 is greedy decoding.
         n_best: hypotheses returned per sentence, best first (<= beam_size).
-        length_penalty: alpha of GNMT's lp(Y) = ((5 + |Y|) / 6)^alpha; hypotheses score log P(Y|X) / lp(Y);
-            0 ranks by log P alone. Beam search only.
+        length_penalty: alpha of the length normalisation; hypotheses score log P(Y|X) / lp(Y); 0 ranks by log P
+            alone. Beam search only.
         max_len: most tokens per output (EOS not counted); None: the sentence's source length + 50.
         min_len: no EOS before this many tokens.
+        length_normalization: lp(Y): "gnmt", ((5 + |Y|) / 6)^alpha (the paper's, §6.1), or "power", |Y|^alpha
+            (Hugging Face's and CTranslate2's); see ``transformer.decoding.length_penalty``.
     """
 
     beam_size: int = 4
@@ -36,6 +42,7 @@ class DecodeOptions:
     length_penalty: float = 0.6
     max_len: int | None = None
     min_len: int = 0
+    length_normalization: str = "gnmt"
 
     def __post_init__(self) -> None:
         if self.beam_size < 1:
@@ -48,6 +55,13 @@ class DecodeOptions:
             raise DecodeOptionError("max_len", self.max_len, ">= 1")
         if self.min_len < 0:
             raise DecodeOptionError("min_len", self.min_len, ">= 0")
+        if self.length_normalization not in LENGTH_NORMALIZATIONS:
+            raise DecodeOptionError("length_normalization", self.length_normalization,
+                                    f"one of {', '.join(LENGTH_NORMALIZATIONS)}")
+
+    def lp(self, length: int | Tensor) -> float | Tensor:
+        """lp(|Y|): what a hypothesis of ``length`` tokens (EOS counted) has its log-probability divided by."""
+        return length_penalty(length, self.length_penalty, self.length_normalization)
 
     @property
     def greedy(self) -> bool:

@@ -84,7 +84,8 @@ def _checked_texts(body: BaseModel, translator: TranslatorLike, cfg: ServeConfig
 def _options(body: BaseModel, cfg: ServeConfig) -> DecodeOptions:
     """The server's decoding defaults with the request's options; a ServiceError naming a bad combination."""
     try:
-        return cfg.decode.override(beam_size=body.beam_size, n_best=body.n_best, length_penalty=body.length_penalty)
+        return cfg.decode.override(beam_size=body.beam_size, n_best=body.n_best, length_penalty=body.length_penalty,
+                                   length_normalization=body.length_normalization)
     except DecodeOptionError as exc:
         must = re.sub(r"beam_size \((\d+)\)", r"beam_size=\1", exc.must)  # the request's words: beam_size=2
         raise ServiceError(422, "invalid_request", f"{exc.field}={exc.value} must be {must}", exc.field) from exc

@@ -6,10 +6,12 @@ limits as its constraints, and pydantic and FastAPI read its annotations at run 
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..decoding import DecodeOptions
+from ..decoding.length_penalty import LENGTH_NORMALIZATIONS
 
 MAX_LENGTH_PENALTY = 10.0
 CHARS_PER_TOKEN = 64  # texts over CHARS_PER_TOKEN * max_text_tokens characters are refused before tokenizing
@@ -52,7 +54,7 @@ class ServeConfig:
         """Texts longer than this are refused before tokenizing (no subword is this long on average)."""
         return CHARS_PER_TOKEN * self.max_text_tokens
 
-    def limits(self) -> dict[str, int | float | None]:
+    def limits(self) -> dict[str, int | float | str | None]:
         """Every limit and default, flat (the decoding defaults by their field names), for /health."""
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "decode"}
         return {**values, **dataclasses.asdict(self.decode)}
@@ -61,7 +63,8 @@ class ServeConfig:
 class Hypothesis(BaseModel):
     text: str = Field(description="The translation.")
     score: float | None = Field(
-        description="log P(translation | source) / lp(length) (GNMT length penalty); higher is better. "
+        description="log P(translation | source) / lp(length) (the request's `length_normalization`); higher is "
+        "better. "
         "Null in the unlikely case it is not finite."
     )
 
@@ -90,7 +93,7 @@ class HealthResponse(BaseModel):
     largest_batch: int
     rejected: int = Field(description="Requests refused with 503 because the queue was full.")
     timeouts: int = Field(description="Requests answered with 504.")
-    limits: dict[str, int | float | None] = Field(description="The server's configured limits and defaults.")
+    limits: dict[str, int | float | str | None] = Field(description="The server's configured limits and defaults.")
 
 
 def request_model(cfg: ServeConfig) -> type[BaseModel]:
@@ -130,7 +133,12 @@ def request_model(cfg: ServeConfig) -> type[BaseModel]:
             ge=0.0,
             le=MAX_LENGTH_PENALTY,
             allow_inf_nan=False,
-            description=f"GNMT length penalty alpha for beam search. Default {cfg.decode.length_penalty}.",
+            description=f"Length penalty alpha for beam search. Default {cfg.decode.length_penalty}.",
+        )
+        length_normalization: Literal[LENGTH_NORMALIZATIONS] | None = Field(  # type: ignore[valid-type]
+            None,
+            description="lp(length): `gnmt`, ((5 + length) / 6)^alpha (the paper's), or `power`, length^alpha "
+            f"(Hugging Face's). Default {cfg.decode.length_normalization}.",
         )
 
     return TranslateRequest
