@@ -129,3 +129,28 @@ def test_prepare_reports_bad_input(tmp_path: Path, corpus: dict[str, Path]) -> N
     assert not (out / "prepare.json").exists()
     with pytest.raises(FileNotFoundError, match="transformer prepare"):
         EncodedCorpus.load(out, "train")
+
+
+@pytest.mark.parametrize("joint", [True, False])
+def test_prepare_with_the_vocabulary_of_a_run(tmp_path: Path, corpus: dict[str, Path], joint: bool) -> None:
+    """``vocab_from``: a run's vocabularies, copied as they are, encode the new corpus; none is trained."""
+    first = prepare(out_dir=tmp_path / "first", vocab_size=90, joint=joint, **corpus)
+    run = tmp_path / "run"
+    (run / "vocab").mkdir(parents=True)
+    for path in (tmp_path / "first" / "vocab").iterdir():
+        (run / "vocab" / path.name).write_bytes(path.read_bytes())
+    new = tmp_path / "new"
+    new.mkdir()
+    more = {"train_src": write_lines(new / "train.en", [english_words(n) for n in range(7, 300, 7)]),
+            "train_tgt": write_lines(new / "train.de", [german_words(n) for n in range(7, 300, 7)])}
+    prepared = prepare(out_dir=tmp_path / "again", vocab_size=30, joint=not joint, vocab_from=run, **more)
+    assert prepared.joint == joint  # the run's, not the argument's
+    for name in {p.name for p in (run / "vocab").iterdir()}:
+        assert (tmp_path / "again" / "vocab" / name).read_bytes() == (run / "vocab" / name).read_bytes()
+    assert len(prepared.src_vocab) == len(first.src_vocab) and len(prepared.tgt_vocab) == len(first.tgt_vocab)
+    src, tgt = EncodedCorpus.load(tmp_path / "again", "train").pair(0)
+    assert src == first.src_vocab.encode(english_words(7)) and tgt == first.tgt_vocab.encode(german_words(7))
+    manifest = json.loads((tmp_path / "again" / "prepare.json").read_text(encoding="utf-8"))
+    assert manifest["vocab_from"] == str(run.resolve())
+    with pytest.raises(FileNotFoundError, match="no vocab/ directory"):
+        prepare(out_dir=tmp_path / "third", vocab_from=tmp_path / "first" / "nothing", **more)

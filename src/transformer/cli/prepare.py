@@ -56,6 +56,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="drop training pairs with a side of more than N subwords (default: keep all)",
     )
     parser.add_argument("--seed", type=int, default=0, help="vocabulary training seed (default 0)")
+    parser.add_argument("--vocab-from", metavar="RUN",
+                        help="encode with this run's vocabularies (ours, or a `transformer import`ed one) instead of "
+                        "training new ones, to fine-tune RUN with `transformer train --init-from RUN`; "
+                        "--vocab-size, --joint/--separate and --model-type do not apply")
     parser.set_defaults(func=run)
 
 
@@ -74,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
             max_len_chars=args.max_len_chars,
             max_tokens_per_sentence=args.max_tokens_per_sentence,
             seed=args.seed,
+            vocab_from=args.vocab_from,
         )
     except (CorpusError, ValueError, OSError) as exc:
         print(f"transformer prepare: error: {exc}", file=sys.stderr)

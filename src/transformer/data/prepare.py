@@ -26,6 +26,7 @@ import itertools
 import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from .corpus import CorpusError, clean_pairs, read_parallel, sha256_file
-from .vocab import MODEL_TYPES, Vocab
+from .vocab import MODEL_TYPES, Vocab, load_vocabs, same_ids
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +74,7 @@ class PreparedData:
         """
         data_dir = Path(data_dir)
         manifest = _read_manifest(data_dir)
-        src = Vocab.load(data_dir / manifest["vocab"]["src"]["file"])
-        tgt = src if manifest["joint"] else Vocab.load(data_dir / manifest["vocab"]["tgt"]["file"])
+        src, tgt = load_vocabs(data_dir)  # ours (joint or not), or a Marian run's (prepare --vocab-from)
         splits = {name: info["pairs"] for name, info in manifest["splits"].items()}
         return cls(data_dir, src, tgt, splits, manifest)
 
@@ -223,15 +223,34 @@ def _encode(
 def _train_vocabs(
     texts: tuple[list[str], list[str]], vocab_dir: Path, vocab_size: int, joint: bool, model_type: str, seed: int
 ) -> tuple[Vocab, Vocab]:
-    stale = ("src", "tgt") if joint else ("joint",)  # a previous preparation with the other layout
-    for name in stale:
-        for ext in (".model", ".vocab"):
-            (vocab_dir / (name + ext)).unlink(missing_ok=True)
+    shutil.rmtree(vocab_dir, ignore_errors=True)  # a previous preparation's, of another layout maybe
     if joint:
         vocab = Vocab.train(texts[0] + texts[1], vocab_dir / "joint", vocab_size, model_type, seed=seed)
         return vocab, vocab
     src = Vocab.train(texts[0], vocab_dir / "src", vocab_size, model_type, seed=seed)
     return src, Vocab.train(texts[1], vocab_dir / "tgt", vocab_size, model_type, seed=seed)
+
+
+def _manifest(out: Path, src_vocab: Any, tgt_vocab: Any, **settings: Any) -> dict[str, Any]:
+    """``prepare.json`` before its splits: the format, the settings, the vocabularies' files and sizes."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "joint": same_ids(src_vocab, tgt_vocab),
+        **settings,
+        "vocab": {side: {"file": str(vocab.path.relative_to(out)), "size": len(vocab)}
+                  for side, vocab in (("src", src_vocab), ("tgt", tgt_vocab))},
+        "splits": {},
+    }
+
+
+def _copy_vocabs(run_dir: Path, out: Path) -> tuple[Any, Any]:
+    """``run_dir``'s vocabularies copied into ``out/vocab`` (its earlier contents removed), and loaded."""
+    source = run_dir / "vocab"
+    if not source.is_dir():
+        raise FileNotFoundError(f"{run_dir}: no vocab/ directory (--vocab-from takes a run directory)")
+    shutil.rmtree(out / "vocab", ignore_errors=True)
+    shutil.copytree(source, out / "vocab")
+    return load_vocabs(out)
 
 
 def prepare(
@@ -246,6 +265,7 @@ def prepare(
     max_len_chars: int | None = None,
     max_tokens_per_sentence: int | None = None,
     seed: int = 0,
+    vocab_from: str | os.PathLike[str] | None = None,
 ) -> PreparedData:
     """Prepare a parallel corpus in ``out_dir`` (layout in the module docstring) and return it opened.
 
@@ -259,6 +279,9 @@ def prepare(
         max_len_chars: drop training pairs with a side longer than this many characters.
         max_tokens_per_sentence: drop training pairs with a side of more than this many subwords.
         seed: vocabulary training seed.
+        vocab_from: a run directory (ours or ``transformer import``'s) whose vocabularies encode the corpus, as
+            they are (fine-tuning that run: ``train --init-from``); no vocabulary is trained, and ``vocab_size``,
+            ``joint``, ``model_type`` and ``seed`` do not apply.
 
     Raises:
         CorpusError: a bad input file (message names file and line), or nothing left after cleaning.
@@ -280,22 +303,15 @@ def prepare(
     # Read and check every file before the (slow) vocabulary training, so bad input fails fast.
     cleaned, dropped, lines = _read_and_clean(sources, max_len_chars)
     train_text = ([s for s, _ in cleaned["train"]], [t for _, t in cleaned["train"]])
-    src_vocab, tgt_vocab = _train_vocabs(train_text, out / "vocab", vocab_size, joint, model_type, seed)
-
-    manifest: dict[str, Any] = {
-        "format_version": FORMAT_VERSION,
-        "joint": joint,
-        "model_type": model_type,
-        "vocab_size_requested": vocab_size,
-        "seed": seed,
-        "max_len_chars": max_len_chars,
-        "max_tokens_per_sentence": max_tokens_per_sentence,
-        "vocab": {
-            "src": {"file": str(src_vocab.path.relative_to(out)), "size": len(src_vocab)},
-            "tgt": {"file": str(tgt_vocab.path.relative_to(out)), "size": len(tgt_vocab)},
-        },
-        "splits": {},
-    }
+    if vocab_from is None:
+        src_vocab, tgt_vocab = _train_vocabs(train_text, out / "vocab", vocab_size, joint, model_type, seed)
+    else:
+        src_vocab, tgt_vocab = _copy_vocabs(Path(vocab_from), out)
+    trained = vocab_from is None
+    manifest = _manifest(out, src_vocab, tgt_vocab, model_type=model_type if trained else None,
+                         vocab_size_requested=vocab_size if trained else None,
+                         vocab_from=None if trained else str(Path(vocab_from).resolve()), seed=seed,
+                         max_len_chars=max_len_chars, max_tokens_per_sentence=max_tokens_per_sentence)
     for split, text_pairs in cleaned.items():
         limit = max_tokens_per_sentence if split == "train" else None
         manifest["splits"][split] = _encode_split(out, split, text_pairs, (src_vocab, tgt_vocab), limit,

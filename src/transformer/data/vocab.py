@@ -19,6 +19,7 @@ from pathlib import Path
 import sentencepiece as spm
 
 from .corpus import normalize_line, read_lines
+from .marian_vocab import MarianVocab, load_marian_vocabs
 
 logger = logging.getLogger(__name__)
 
@@ -177,13 +178,21 @@ class Vocab:
         return f"Vocab(path={str(self.path)!r}, size={len(self)})"
 
 
-def load_vocabs(data_dir: str | os.PathLike[str]) -> tuple[Vocab, Vocab]:
-    """The (source, target) vocabularies of a prepared data directory; the same object twice when joint.
+def same_ids(a: Vocab | MarianVocab, b: Vocab | MarianVocab) -> bool:
+    """Whether two vocabularies number the same pieces alike: one embedding table can serve both (a Marian
+    checkpoint's shared vocabulary cuts source and target text with two SentencePiece models, one numbering)."""
+    return a is b or (isinstance(a, MarianVocab) and isinstance(b, MarianVocab) and a.encoder == b.encoder)
 
-    Looks for ``{data_dir}/vocab/joint.model``, else ``vocab/src.model`` and ``vocab/tgt.model``.
+
+def load_vocabs(data_dir: str | os.PathLike[str]) -> tuple[Vocab, Vocab] | tuple[MarianVocab, MarianVocab]:
+    """The (source, target) vocabularies of a prepared data directory or a run directory; the same object twice
+    when joint.
+
+    Looks for ``{data_dir}/vocab/joint.model``, else ``vocab/src.model`` and ``vocab/tgt.model`` (ours), else
+    ``vocab/vocab.json`` with ``source.spm`` and ``target.spm`` (a Marian checkpoint's, ``transformer import``).
 
     Raises:
-        FileNotFoundError: neither layout is present.
+        FileNotFoundError: none of these layouts is present.
     """
     vocab_dir = Path(data_dir) / "vocab"
     joint = vocab_dir / "joint.model"
@@ -193,7 +202,9 @@ def load_vocabs(data_dir: str | os.PathLike[str]) -> tuple[Vocab, Vocab]:
     src, tgt = vocab_dir / "src.model", vocab_dir / "tgt.model"
     if src.is_file() and tgt.is_file():
         return Vocab.load(src), Vocab.load(tgt)
+    if (vocab_dir / "vocab.json").is_file():
+        return load_marian_vocabs(vocab_dir, separate=(vocab_dir / "target_vocab.json").is_file())
     raise FileNotFoundError(
-        f"{data_dir}: no vocabulary found (expected vocab/joint.model, or vocab/src.model and vocab/tgt.model); "
-        "run `transformer prepare` first"
+        f"{data_dir}: no vocabulary found (expected vocab/joint.model, or vocab/src.model and vocab/tgt.model, "
+        "or a Marian vocab/vocab.json); run `transformer prepare` first"
     )
