@@ -79,6 +79,7 @@ class TrainConfig:
     valid_beam_size: int = 1  # 1: greedy decoding for validation BLEU
     loss_chunk_size: int = 4096  # target positions per output-projection chunk; 0: all at once
     compile_loss: bool = False  # torch.compile the loss's softmax and gradient (faster; needs a C++ compiler)
+    init_from: str | None = None  # start from this run's weights (fine-tuning: `train --init-from`); None: random
 
     def __post_init__(self) -> None:
         _check_positive(self, "max_steps", "max_epochs", "warmup", "accumulate", "log_every", "eval_every",

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from transformer.cli import main
-from transformer.data import load_vocabs, source_ids
+from transformer.data import load_vocabs, prepare, source_ids
 from transformer.run_dir import list_checkpoints, load_model
 from transformer.training.metrics import read_metrics
 
@@ -65,6 +65,42 @@ def test_help_describes_every_option(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = capsys.readouterr().out
-    for option in ("--config", "--data", "--run-dir", "--set", "--resume"):
+    for option in ("--config", "--data", "--run-dir", "--set", "--resume", "--init-from"):
         assert option in text
     assert "torchrun" in text
+
+
+def test_init_from_one_of_our_runs(tmp_path: Path, corpus_dir: Path, overrides, caplog, capsys) -> None:
+    """``--init-from RUN``: RUN's model (a --set that would not fit its weights warned about and ignored; the
+    dropout taken), RUN's weights as step 0, a fresh optimizer; resuming the new run does not start over; data
+    encoded with another vocabulary is one error naming the weights file."""
+    first = tmp_path / "first"
+    assert main(["train", "--data", str(corpus_dir), "--run-dir", str(first),
+                 *_sets(overrides("train.max_steps=4")[1:])]) == 0
+    tuned = tmp_path / "tuned"
+    args = ["train", "--data", str(corpus_dir), "--run-dir", str(tuned), "--init-from", str(first),
+            *_sets(overrides("train.max_steps=1", "train.lr_scale=1e-9", "model.dropout=0.0", "model.d_ff=128")[1:])]
+    assert main(args) == 0
+    assert "model.d_ff=128 would not fit the weights" in caplog.text
+    before, _ = load_model(first)
+    after, meta = load_model(tuned)
+    assert meta["step"] == 1 and after.cfg.d_ff == before.cfg.d_ff == 64 and after.cfg.dropout == 0.0
+    for (name, a), b in zip(after.state_dict().items(), before.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)  # one step at a learning rate of ~0
+    assert main(["train", "--run-dir", str(tuned), "--resume", "--set", "train.max_steps=3"]) == 0
+    assert [s for s, _ in list_checkpoints(tuned)][-1] == 3
+
+    other = tmp_path / "other_vocab"
+    prepare(*_raw_pair(tmp_path), other, vocab_size=30)
+    capsys.readouterr()
+    assert main(["train", "--data", str(other), "--run-dir", str(tmp_path / "bad"), "--init-from", str(first),
+                 *_sets(overrides("train.max_steps=1")[1:])]) == 2
+    err = capsys.readouterr().err
+    assert "do not fit this run's model" in err and "--vocab-from" in err and "best.safetensors" in err
+
+
+def _raw_pair(tmp_path: Path) -> tuple[Path, Path]:
+    src, tgt = tmp_path / "o.src", tmp_path / "o.tgt"
+    src.write_text("".join(f"word{i} other{i % 7}\n" for i in range(60)))
+    tgt.write_text("".join(f"other{i % 7} word{i}\n" for i in range(60)))
+    return src, tgt

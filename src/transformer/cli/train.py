@@ -34,6 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "(repeatable; 'none' sets an optional value to None)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the latest complete checkpoint in RUN_DIR (from scratch if none)")
+    parser.add_argument("--init-from", metavar="RUN",
+                        help="fine-tune: start from RUN's weights (ours or a `transformer import`ed one), with its "
+                        "model configuration and a fresh optimizer; prepare the data with `transformer prepare "
+                        "--vocab-from RUN`. Of --set model.* only the dropout rates apply")
     parser.set_defaults(func=run)
 
 
@@ -51,9 +55,14 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     from ..checkpoint import CheckpointError
+    from ..training.init import with_initial_model
     from ..training.loop import train
 
     try:
+        if args.init_from:
+            explicit = {item.partition("=")[0].strip().removeprefix("model.") for item in args.overrides
+                        if item.strip().startswith("model.")}
+            cfg = with_initial_model(cfg, args.init_from, explicit)
         result = train(cfg, args.run_dir, resume=args.resume)
     except (FileExistsError, FileNotFoundError, CheckpointError) as e:  # run dir used; data not prepared; bad files
         print(f"transformer train: error: {e}", file=sys.stderr)

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from ..checkpoint import load_weights_into, save_weights
 from ..data import Batch, EncodedCorpus, PreparedData, TokenBatchSampler, Vocab, collate
+from ..data.vocab import same_ids
 from ..io import atomic_write
 from ..model import Transformer
 from ..run_config import RunConfig, TrainConfig, save_config
@@ -30,6 +31,7 @@ from ..run_dir import BEST, CONFIG, copy_vocab, latest_checkpoint, list_checkpoi
 from . import distributed
 from .checkpoint import load_training_state, save_checkpoint
 from .distributed import World
+from .init import load_initial_weights
 from .loss import label_smoothed_loss
 from .metrics import MetricsLog
 from .rng import rank_seed, rng_state, seed_everything, set_rng_state
@@ -125,7 +127,10 @@ class Run:
             model.recompute_layers(recipe.recompute)
             optimizer = torch.optim.Adam(model.parameters(), lr=0.0, betas=recipe.betas, eps=recipe.eps)
             torch.manual_seed(rank_seed(recipe.seed, world.rank))  # dropout differs between ranks
-            progress = (restore(run_dir, model, optimizer, world) if resume else None) or Progress()
+            progress = restore(run_dir, model, optimizer, world) if resume else None
+            if progress is None and recipe.init_from is not None:  # fine-tuning, from its first step
+                load_initial_weights(model, recipe.init_from)
+            progress = progress or Progress()
         except BaseException:
             stop_logging(log_file)
             raise
@@ -225,11 +230,11 @@ def stop_logging(handler: logging.Handler | None) -> None:
 def build_model(cfg: RunConfig, src_vocab: Vocab, tgt_vocab: Vocab) -> Transformer:
     """The model of ``cfg.model`` for these vocabularies; embeddings are shared only with a joint vocabulary."""
     architecture = cfg.model
-    if architecture.share_embeddings and src_vocab is not tgt_vocab:
+    if architecture.share_embeddings and not same_ids(src_vocab, tgt_vocab):
         log.warning("model.share_embeddings needs a joint vocabulary (prepare --joint); not sharing")
         architecture = dataclasses.replace(architecture, share_embeddings=False)
     return Transformer(dataclasses.replace(cfg, model=architecture).model_config(
-        len(src_vocab), len(tgt_vocab), Vocab.pad_id, Vocab.bos_id, Vocab.eos_id))
+        len(src_vocab), len(tgt_vocab), tgt_vocab.pad_id, tgt_vocab.bos_id, tgt_vocab.eos_id))
 
 
 class TeacherForcing(torch.nn.Module):
