@@ -1,6 +1,7 @@
 """The ``transformer`` command: one subcommand per module in this package.
 
-Each subcommand module defines ``register(subparsers) -> None``, adding its parser and setting
+Each subcommand module defines ``register(subparsers) -> None``, adding its parser (``importer`` adds
+``import``, a Python keyword) and setting
 ``func=<callable taking the parsed argparse.Namespace and returning an exit code>``.
 """
 
@@ -15,6 +16,7 @@ import sys
 # In the order ``transformer --help`` lists them.
 COMMANDS = [
     "demo", "download", "prepare", "train", "average", "translate", "evaluate", "attention", "plot", "serve", "export",
+    "importer",
 ]
 
 

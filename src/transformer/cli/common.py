@@ -20,6 +20,17 @@ class UsageError(Exception):
     """Bad input or options: printed as ``transformer COMMAND: error: ...``, exit status 2."""
 
 
+def add_subcommands(parser: argparse.ArgumentParser, dest: str, metavar: str) -> argparse._SubParsersAction:
+    """Sub-commands of ``parser`` (``transformer plot WHAT``); the command alone prints its help and exits 2."""
+
+    def usage(_: argparse.Namespace) -> int:
+        parser.print_help()
+        return 2
+
+    parser.set_defaults(func=usage)
+    return parser.add_subparsers(dest=dest, metavar=metavar)
+
+
 def add_model_arguments(parser: argparse.ArgumentParser, flags: tuple[str, ...] = ("--checkpoint", "-c")) -> None:
     """The checkpoint to load, the device and int8 inference."""
     parser.add_argument(

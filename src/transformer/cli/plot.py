@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .common import add_subcommands
+
 FORMATS = (".png", ".svg", ".pdf")
 
 
@@ -16,8 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Draw pictures that need no trained model. The image format follows the --out suffix "
         f"({', '.join(FORMATS)}).",
     )
-    parser.set_defaults(func=lambda _: _help(parser))
-    sub = parser.add_subparsers(dest="plot", metavar="WHAT")
+    sub = add_subcommands(parser, dest="plot", metavar="WHAT")
 
     pe = sub.add_parser(
         "positional-encoding",
@@ -42,11 +43,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--out", default=None, metavar="FILE", help="output (default: metrics.png beside metrics.jsonl)"
     )
     metrics.set_defaults(func=run_metrics)
-
-
-def _help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def _error(message: str) -> int:
