@@ -18,6 +18,7 @@ import torch
 transformers = pytest.importorskip("transformers", reason="transformers is not installed (pip install '.[marian]')")
 
 EN = ["the", "a", "small", "old", "red", "dog", "cat", "house", "runs", "sees", "likes", "river", "today", "again"]
+LANGUAGE_CODES = [">>de<<", ">>nds<<"]
 DE = ["der", "die", "das", "ein", "kleine", "alte", "rote", "Hund", "Katze", "Haus", "läuft", "sieht", "Fluss", "heute"]
 
 
@@ -34,12 +35,14 @@ def train_spm(texts: list[str], prefix: Path, size: int) -> Path:
 
 
 def numbering(*models: Path, size: int | None = None) -> dict[str, int]:
-    """OPUS-MT's numbering: </s> 0, <unk> 1, the pieces, <pad> last (fillers up to ``size``)."""
+    """OPUS-MT's numbering: </s> 0, <unk> 1, the language codes of multilingual models, the pieces, <pad> last
+    (fillers up to ``size``)."""
     pieces: list[str] = []
     for model in models:
         processor = spm.SentencePieceProcessor(model_file=str(model))
         pieces += [processor.id_to_piece(i) for i in range(processor.get_piece_size())]
-    ordered = ["</s>", "<unk>"] + [p for p in dict.fromkeys(pieces) if p not in ("</s>", "<unk>", "<s>", "<pad>")]
+    ordered = ["</s>", "<unk>", *LANGUAGE_CODES]
+    ordered += [p for p in dict.fromkeys(pieces) if p not in ("</s>", "<unk>", "<s>", "<pad>")]
     if size is not None:
         ordered += [f"<filler{i}>" for i in range(size - 1 - len(ordered))]
     return {piece: i for i, piece in enumerate(ordered + ["<pad>"])}

@@ -70,7 +70,8 @@ def test_the_same_logits_as_hugging_face_on_a_padded_batch(checkpoint, imported)
 
 
 def test_the_same_token_ids_and_text_as_marian_tokenizer(checkpoint, imported) -> None:
-    for text in [*TEXTS, "Unseen wörds ½ here!", "  two  spaces ", ""]:
+    for text in [*TEXTS, "Unseen wörds ½ here!", "  two  spaces ", "", ">>de<< The dog.", ">>nds<<A cat",
+                 ">>xx<< Unknown code.", "Not >>de<< first.", ">>de<<"]:
         assert imported._source_ids(text) == checkpoint.tokenizer(text)["input_ids"], text
     generator = torch.Generator().manual_seed(0)
     for _ in range(20):
