@@ -80,12 +80,12 @@ def reachable(start: str) -> set[str]:
 # The README's layers, top to bottom; a module may import from its own layer and the ones below it.
 LAYERS = {
     "cli": ("cli", "__main__"),
-    "application": ("translator", "evaluation", "serve", "demo", "visualization", "interop"),
+    "application": ("translator", "evaluation", "serve", "demo", "visualization", "interop", "experiments"),
     "training": ("training",),
     "files": ("data", "checkpoint", "run_dir", "run_config"),
     "model": ("model",),
     "decoding": ("decoding", "cache"),  # knows a model only by the Seq2Seq protocol: Transformer.generate calls it
-    "layers": ("layers", "feed_forward", "embeddings", "attention", "masks", "config"),
+    "layers": ("layers", "feed_forward", "normalization", "embeddings", "attention", "masks", "config"),
     "bottom": ("ops", "io"),
 }
 ORDER = list(LAYERS)

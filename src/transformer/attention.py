@@ -23,16 +23,19 @@ from .ops.sdpa import formula_is_faster, fused_attention
 
 
 def attention(
-    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, dropout_p: float = 0.0, need_weights: bool = False
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, dropout_p: float = 0.0, need_weights: bool = False,
+    scale: float | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """softmax(Q K^T / sqrt(d_k)) V, written out in two batched matmuls; the weights too when asked.
+    ``scale`` replaces 1 / sqrt(d_k) (an ablation: 1.0 leaves the dot products unscaled).
 
     Masked keys get weight 0; a query with no key to attend to gets weights 0 and output 0, never NaN.
     Dropout (training only, ``dropout_p``) acts on the weights, after they are returned.
     Shapes: q (B, H, Tq, Dh), k and v (B, H, Tk, Dh), mask (B|1, 1|H, Tq|1, Tk) bool
     -> out (B, H, Tq, Dh), weights (B, H, Tq, Tk) or None.
     """
-    scores = torch.matmul(q, k.transpose(-2, -1)).mul_(1.0 / math.sqrt(q.size(-1)))  # (B, H, Tq, Tk)
+    scale = 1.0 / math.sqrt(q.size(-1)) if scale is None else scale
+    scores = torch.matmul(q, k.transpose(-2, -1)).mul_(scale)  # (B, H, Tq, Tk)
     blocked = None if mask is None else ~mask
     if blocked is not None:
         scores.masked_fill_(blocked, torch.finfo(scores.dtype).min)
@@ -52,6 +55,7 @@ def scaled_dot_product_attention(
     mask: Tensor | None = None,
     dropout_p: float = 0.0,
     need_weights: bool = False,
+    scale: float | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """softmax(Q K^T / sqrt(d_k)) V by ``attention``, or by PyTorch's fused kernel where that is faster and the
     weights are not wanted (``transformer.ops.sdpa``); the same values either way, to rounding.
@@ -61,12 +65,13 @@ def scaled_dot_product_attention(
         mask: bool, True = may attend (see ``transformer.masks``); None = attend everywhere.
         dropout_p: dropout on the attention weights (0 in eval).
         need_weights: return the (B, H, Tq, Tk) weights.
+        scale: in place of 1 / sqrt(d_k) (None: that; an ablation sets 1.0).
 
     Shapes: q (B, H, Tq, Dh), k and v (B, H, Tk, Dh) -> out (B, H, Tq, Dh), weights or None.
     """
     if need_weights or formula_is_faster(q, k):
-        return attention(q, k, v, mask, dropout_p, need_weights)
-    return fused_attention(q, k, v, mask, dropout_p), None
+        return attention(q, k, v, mask, dropout_p, need_weights, scale)
+    return fused_attention(q, k, v, mask, dropout_p, scale), None
 
 
 class MultiHeadAttention(nn.Module):
@@ -74,9 +79,10 @@ class MultiHeadAttention(nn.Module):
 
     ``w_qkv`` holds W_Q, W_K and W_V stacked as one (3D, D) matrix, so self-attention projects once;
     cross-attention uses its first third on the queries and the rest on the memory. ``w_o`` is W_O.
+    ``scale=False`` (an ablation) leaves out the 1 / sqrt(d_k).
     """
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0) -> None:
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, scale: bool = True) -> None:
         super().__init__()
         if d_model % n_heads != 0:
             raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
@@ -84,6 +90,7 @@ class MultiHeadAttention(nn.Module):
         self.n_heads = n_heads
         self.d_head = d_model // n_heads
         self.dropout = dropout
+        self.scale = None if scale else 1.0  # None: 1 / sqrt(d_k)
         self.w_qkv = Linear(d_model, 3 * d_model)
         self.w_o = Linear(d_model, d_model)
 
@@ -139,7 +146,7 @@ class MultiHeadAttention(nn.Module):
         g = rows // k.size(0) if k.size(0) else 1
         if g > 1:
             q = q.view(-1, g, heads, t, d_head).transpose(1, 2).reshape(-1, heads, g * t, d_head)  # (B, H, gTq, Dh)
-        out, weights = scaled_dot_product_attention(q, k, v, mask, p, need_weights)
+        out, weights = scaled_dot_product_attention(q, k, v, mask, p, need_weights, self.scale)
         if g > 1:
             out = out.view(-1, heads, g, t, d_head).transpose(1, 2).reshape(rows, heads, t, d_head)
             if weights is not None:

@@ -12,7 +12,12 @@ from typing import Any
 
 # Activations of the feed-forward network by name (``transformer.feed_forward`` maps them to functions).
 ACTIVATIONS = ("relu", "gelu", "silu", "swish")  # relu is the paper's; swish with beta = 1 is silu
-POSITIONAL_KINDS = ("sinusoidal", "learned")
+POSITIONAL_KINDS = ("sinusoidal", "learned", "none")  # "none": an ablation (transformer.experiments)
+NORMS = ("layer", "rms", "batch", "none")  # the paper's LayerNorm; the others are ablations
+# The switches the experiments turn (transformer.experiments), and the paper's value of each: off the paper's
+# value, a model is an ablation, which trains and is measured but is not exported.
+ABLATIONS: dict[str, Any] = {"norm": "layer", "scale_attention": True, "residual": True, "causal_mask": True,
+                             "feed_forward": True}
 SINUSOID_LAYOUTS = ("interleaved", "halves")  # the paper's; Marian's and fairseq's (sines first, then cosines)
 
 # Table 3 of the paper; "tiny" is ours, for CPU work and tests.
@@ -45,6 +50,12 @@ class Architecture:
     layer_norm_eps: float = 1e-5
     scale_embeddings: bool = True  # E[x] * sqrt(d_model) (§3.4); Marian models may leave it out
     output_bias: bool = False  # a bias added to the logits (the paper has none; Marian's final_logits_bias)
+    # Ablations (transformer.experiments), the paper's choice the default:
+    norm: str = "layer"  # each sublayer's normalisation: "layer" (§3.1), "rms", "batch" (batch and positions), "none"
+    scale_attention: bool = True  # softmax(QK^T / sqrt(d_k)); False: softmax(QK^T) (§3.2.1)
+    residual: bool = True  # x + Sublayer(x) (§3.1); False: Sublayer(x) alone
+    causal_mask: bool = True  # the decoder's self-attention sees positions <= t (§3.2.3); False: training only
+    feed_forward: bool = True  # the position-wise feed-forward sublayer (§3.3); False: attention only
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -68,13 +79,26 @@ class Architecture:
         if self.activation not in ACTIVATIONS:
             problems.append(f"activation={self.activation!r} must be one of {sorted(ACTIVATIONS)}")
         if self.positional not in POSITIONAL_KINDS:
-            problems.append(f"positional={self.positional!r} must be 'sinusoidal' or 'learned'")
+            problems.append(f"positional={self.positional!r} must be one of {', '.join(POSITIONAL_KINDS)}")
+        if self.norm not in NORMS:
+            problems.append(f"norm={self.norm!r} must be one of {', '.join(NORMS)}")
         if self.sinusoid_layout not in SINUSOID_LAYOUTS:
             problems.append(f"sinusoid_layout={self.sinusoid_layout!r} must be 'interleaved' or 'halves'")
         return problems
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def ablations(self) -> dict[str, Any]:
+        """The ablation switches set off the paper's choice (``ABLATIONS``, and ``positional="none"``), by name."""
+        changed = {name: getattr(self, name) for name, paper in ABLATIONS.items() if getattr(self, name) != paper}
+        return {**changed, **({"positional": "none"} if self.positional == "none" else {})}
+
+    def check_exportable(self, to: str) -> None:
+        """ValueError naming the first ablation switch that is set: another system (``to``) has no such model."""
+        for name, value in self.ablations().items():
+            raise ValueError(f"{name}={value!r} cannot be exported to {to}: an ablation (transformer.experiments), "
+                             "not a model other systems run")
 
 
 @dataclass(frozen=True, kw_only=True)

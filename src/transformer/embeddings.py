@@ -13,6 +13,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .config import POSITIONAL_KINDS
 from .ops.dropout import Dropout
 
 
@@ -63,8 +64,9 @@ class TokenEmbedding(nn.Module):
 class PositionalEncoding(nn.Module):
     """Adds PE(offset + t) to position t, then dropout (§5.4: dropout on embeddings + encodings).
 
-    ``kind="sinusoidal"`` is the paper's fixed table; ``kind="learned"`` a trained one (§3.5 found
-    both nearly identical). The sinusoidal table grows on demand, so any length works.
+    ``kind="sinusoidal"`` is the paper's fixed table; ``kind="learned"`` a trained one (§3.5 found both nearly
+    identical); ``kind="none"`` adds nothing (an ablation: then nothing tells the model the order). The
+    sinusoidal table grows on demand, so any length works.
     """
 
     def __init__(
@@ -72,8 +74,8 @@ class PositionalEncoding(nn.Module):
         layout: str = "interleaved",
     ) -> None:
         super().__init__()
-        if kind not in ("sinusoidal", "learned"):
-            raise ValueError(f"positional={kind!r}: choose 'sinusoidal' or 'learned'")
+        if kind not in POSITIONAL_KINDS:
+            raise ValueError(f"positional={kind!r}: choose one of {', '.join(POSITIONAL_KINDS)}")
         self.kind = kind
         self.layout = layout  # of the sinusoidal table, see ``sinusoidal_encoding``
         self.d_model = d_model
@@ -81,6 +83,8 @@ class PositionalEncoding(nn.Module):
         self.dropout = Dropout(dropout)
         if kind == "learned":
             self.table = nn.Parameter(torch.empty(max_positions, d_model))
+        elif kind == "none":
+            self.table = None
         else:
             self.register_buffer("table", sinusoidal_encoding(max_positions, d_model, layout), persistent=False)
 
@@ -96,5 +100,7 @@ class PositionalEncoding(nn.Module):
 
     def forward(self, x: Tensor, offset: int = 0) -> Tensor:
         """(B, T, D) -> (B, T, D); ``offset`` is the position of x[:, 0] (the step in incremental decoding)."""
+        if self.table is None:  # positional="none": no order information at all (an ablation)
+            return self.dropout(x)
         pe = self.encodings(offset, x.size(1)).to(x.dtype)
         return self.dropout(x + pe)

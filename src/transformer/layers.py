@@ -10,28 +10,60 @@ Shapes: B batch, S source length, T target length, D d_model, H heads, Dh head d
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from torch import Tensor, nn
 
 from .attention import MultiHeadAttention
 from .feed_forward import PositionwiseFeedForward
+from .normalization import make_norm
 from .ops.dropout import Dropout
 
 
 class Residual(nn.Module):
-    """A sublayer's residual connection, dropout (§5.4) and LayerNorm, in post- or pre-norm order."""
+    """A sublayer's residual connection, dropout (§5.4) and LayerNorm, in post- or pre-norm order.
 
-    def __init__(self, d_model: int, dropout: float, norm_first: bool, eps: float) -> None:
+    Ablations (``transformer.experiments``): another normalisation (``norm``, see ``transformer.normalization``),
+    and ``residual=False``: LayerNorm(Dropout(Sublayer(x))), or Dropout(Sublayer(LayerNorm(x))) pre-norm.
+    """
+
+    def __init__(self, d_model: int, dropout: float, norm_first: bool, eps: float, norm: str = "layer",
+                 residual: bool = True) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(d_model, eps=eps)
+        self.norm = make_norm(norm, d_model, eps)
         self.dropout = Dropout(dropout)
         self.norm_first = norm_first
+        self.residual = residual
 
     def forward(self, x: Tensor, sublayer: Callable[[Tensor], Tensor]) -> Tensor:
         """(B, T, D) -> (B, T, D)."""
+        if not self.residual:
+            return self.dropout(sublayer(self.norm(x))) if self.norm_first else self.norm(self.dropout(sublayer(x)))
         if self.norm_first:
             return x + self.dropout(sublayer(self.norm(x)))
         return self.norm(x + self.dropout(sublayer(x)))
+
+
+@dataclass(frozen=True)
+class Ablations:
+    """The layers' ablation switches (``transformer.config.ABLATIONS``); the defaults are the paper's."""
+
+    norm: str = "layer"
+    scale_attention: bool = True
+    residual: bool = True
+    feed_forward: bool = True
+
+
+def _feed_forward(
+    d_model: int, d_ff: int, activation: str, dropout: float, activation_dropout: float | None, norm_first: bool,
+    eps: float, ab: Ablations,
+) -> tuple[PositionwiseFeedForward | None, Residual | None]:
+    """The feed-forward sublayer and its residual block, or (None, None) without it (an ablation)."""
+    if not ab.feed_forward:
+        return None, None
+    inner = dropout if activation_dropout is None else activation_dropout
+    ffn = PositionwiseFeedForward(d_model, d_ff, activation, inner)
+    return ffn, Residual(d_model, dropout, norm_first, eps, ab.norm, ab.residual)
 
 
 class EncoderLayer(nn.Module):
@@ -48,13 +80,15 @@ class EncoderLayer(nn.Module):
         activation: str = "relu",
         norm_first: bool = False,
         eps: float = 1e-5,
+        ablations: Ablations | None = None,
     ) -> None:
         super().__init__()
-        self.self_attn = MultiHeadAttention(d_model, n_heads, attention_dropout)
-        self.feed_forward = PositionwiseFeedForward(
-            d_model, d_ff, activation, dropout if activation_dropout is None else activation_dropout)
-        self.attn_block = Residual(d_model, dropout, norm_first, eps)
-        self.ff_block = Residual(d_model, dropout, norm_first, eps)
+        ab = ablations or Ablations()
+        self.self_attn = MultiHeadAttention(d_model, n_heads, attention_dropout, ab.scale_attention)
+        ffn, ff_block = _feed_forward(d_model, d_ff, activation, dropout, activation_dropout, norm_first, eps, ab)
+        self.feed_forward = ffn  # registered in this order: the initialisation draws from the RNG in it
+        self.attn_block = Residual(d_model, dropout, norm_first, eps, ab.norm, ab.residual)
+        self.ff_block = ff_block
 
     def forward(self, x: Tensor, src_mask: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
         """x (B, S, D), src_mask (B, 1, 1, S) -> (B, S, D), weights (B, H, S, S) or None."""
@@ -65,7 +99,11 @@ class EncoderLayer(nn.Module):
             return out
 
         x = self.attn_block(x, attend)
-        return self.ff_block(x, self.feed_forward), weights[0]
+        return self.feed_forward_block(x), weights[0]
+
+    def feed_forward_block(self, x: Tensor) -> Tensor:
+        """The feed-forward sublayer with its residual connection (none: ``x``, an ablation)."""
+        return x if self.ff_block is None else self.ff_block(x, self.feed_forward)
 
 
 class DecoderLayer(nn.Module):
@@ -82,15 +120,17 @@ class DecoderLayer(nn.Module):
         activation: str = "relu",
         norm_first: bool = False,
         eps: float = 1e-5,
+        ablations: Ablations | None = None,
     ) -> None:
         super().__init__()
-        self.self_attn = MultiHeadAttention(d_model, n_heads, attention_dropout)
-        self.cross_attn = MultiHeadAttention(d_model, n_heads, attention_dropout)
-        self.feed_forward = PositionwiseFeedForward(
-            d_model, d_ff, activation, dropout if activation_dropout is None else activation_dropout)
-        self.self_block = Residual(d_model, dropout, norm_first, eps)
-        self.cross_block = Residual(d_model, dropout, norm_first, eps)
-        self.ff_block = Residual(d_model, dropout, norm_first, eps)
+        ab = ablations or Ablations()
+        self.self_attn = MultiHeadAttention(d_model, n_heads, attention_dropout, ab.scale_attention)
+        self.cross_attn = MultiHeadAttention(d_model, n_heads, attention_dropout, ab.scale_attention)
+        ffn, ff_block = _feed_forward(d_model, d_ff, activation, dropout, activation_dropout, norm_first, eps, ab)
+        self.feed_forward = ffn  # registered in this order: the initialisation draws from the RNG in it
+        self.self_block = Residual(d_model, dropout, norm_first, eps, ab.norm, ab.residual)
+        self.cross_block = Residual(d_model, dropout, norm_first, eps, ab.norm, ab.residual)
+        self.ff_block = ff_block
 
     def forward(
         self, x: Tensor, cross_k: Tensor, cross_v: Tensor, tgt_mask: Tensor, src_mask: Tensor,
@@ -116,7 +156,11 @@ class DecoderLayer(nn.Module):
 
         x = self.self_block(x, self_attend)
         x = self.cross_block(x, cross_attend)
-        return self.ff_block(x, self.feed_forward), weights[0], weights[1]
+        return self.feed_forward_block(x), weights[0], weights[1]
+
+    def feed_forward_block(self, x: Tensor) -> Tensor:
+        """The feed-forward sublayer with its residual connection (none: ``x``, an ablation)."""
+        return x if self.ff_block is None else self.ff_block(x, self.feed_forward)
 
     def step(
         self,
@@ -148,4 +192,4 @@ class DecoderLayer(nn.Module):
 
         x = self.self_block(x, self_attend)
         x = self.cross_block(x, cross_attend)
-        return self.ff_block(x, self.feed_forward)
+        return self.feed_forward_block(x)

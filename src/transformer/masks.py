@@ -31,12 +31,16 @@ def causal_mask(length: int, device: torch.device | None = None) -> Tensor:
     return torch.tril(ones)[None, None]
 
 
-def target_mask(tgt: Tensor, pad_id: int) -> Tensor:
+def target_mask(tgt: Tensor, pad_id: int, causal: bool = True) -> Tensor:
     """Causal AND key-not-pad, where position 0 is never padding: it holds the decoder's start token, which a
-    model may share with padding (Marian starts decoding from ``<pad>``).
+    model may share with padding (Marian starts decoding from ``<pad>``). ``causal=False`` (an ablation, for
+    training only) leaves out the causal part: every position sees the whole target.
 
     Shapes: tgt (B, T) int64 -> (B, 1, T, T) bool.
     """
     real = tgt != pad_id  # (B, T)
     real[:, 0] = True
-    return causal_mask(tgt.size(1), tgt.device) & real[:, None, None, :]
+    keys = real[:, None, None, :]  # (B, 1, 1, T)
+    if not causal:
+        return keys.expand(-1, 1, tgt.size(1), -1)
+    return causal_mask(tgt.size(1), tgt.device) & keys

@@ -18,8 +18,9 @@ from .cache import DecoderState
 from .config import Architecture, TransformerConfig
 from .decoding import DecodeOptions, search
 from .embeddings import PositionalEncoding, TokenEmbedding
-from .layers import DecoderLayer, EncoderLayer
+from .layers import Ablations, DecoderLayer, EncoderLayer
 from .masks import source_mask, target_mask
+from .normalization import make_norm
 from .ops.linear import PackedWeights, packed_weights
 from .ops.linear import set_int8_inference as use_int8_weights
 from .ops.packing import Packing, encoder_layer_on_rows, keys_values_on_rows
@@ -45,7 +46,13 @@ def _layer_args(cfg: Architecture) -> dict:
         activation=cfg.activation,
         norm_first=cfg.norm_first,
         eps=cfg.layer_norm_eps,
+        ablations=Ablations(cfg.norm, cfg.scale_attention, cfg.residual, cfg.feed_forward),
     )
+
+
+def _final_norm(cfg: Architecture) -> nn.Module | None:
+    """Pre-norm's last normalisation (the last residual sum is unnormalised); post-norm needs none."""
+    return make_norm(cfg.norm, cfg.d_model, cfg.layer_norm_eps) if cfg.norm_first else None
 
 
 class Encoder(nn.Module):
@@ -54,8 +61,9 @@ class Encoder(nn.Module):
     def __init__(self, cfg: Architecture) -> None:
         super().__init__()
         self.layers = nn.ModuleList(EncoderLayer(**_layer_args(cfg)) for _ in range(cfg.n_encoder_layers))
-        self.final_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.norm_first else None
+        self.final_norm = _final_norm(cfg)
         self.recompute = False  # see Transformer.recompute_layers
+        self.packable = cfg.norm != "batch"  # BatchNorm's statistics span the padding: no packing changes them
 
     def forward(self, x: Tensor, src_mask: Tensor, need_weights: bool = False) -> tuple[Tensor, list[Tensor]]:
         """x (B, S, D), src_mask (B, 1, 1, S) -> (B, S, D), [weights (B, H, S, S)] if asked.
@@ -63,7 +71,7 @@ class Encoder(nn.Module):
         A speed-up, not part of the model: where the batch is mostly padding, the layers run on its real
         positions only (``transformer.ops.packing``), and the output is zero at padding positions.
         """
-        packing = None if need_weights else Packing.of(src_mask[:, 0, 0, :])
+        packing = None if need_weights or not self.packable else Packing.of(src_mask[:, 0, 0, :])
         if packing is not None:
             rows = packing.pack(x)  # (N, D)
             for layer in self.layers:
@@ -86,7 +94,7 @@ class Decoder(nn.Module):
     def __init__(self, cfg: Architecture) -> None:
         super().__init__()
         self.layers = nn.ModuleList(DecoderLayer(**_layer_args(cfg)) for _ in range(cfg.n_decoder_layers))
-        self.final_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.norm_first else None
+        self.final_norm = _final_norm(cfg)
         self.recompute = False  # see Transformer.recompute_layers
 
     def forward(
@@ -209,6 +217,10 @@ class Transformer(nn.Module):
         """(B, S) -> (B, 1, 1, S) bool, True = real token."""
         return source_mask(src, self.cfg.pad_id)
 
+    def target_mask(self, tgt_in: Tensor) -> Tensor:
+        """(B, T) -> (B, 1, T, T) bool: causal AND real key (not causal: ``cfg.causal_mask`` off, an ablation)."""
+        return target_mask(tgt_in, self.cfg.pad_id, self.cfg.causal_mask)
+
     def encode(self, src: Tensor) -> Tensor:
         """The encoder output ("memory"): src (B, S) int64 -> (B, S, D)."""
         _check_tokens("src", src)
@@ -219,7 +231,7 @@ class Transformer(nn.Module):
         -> (B, T, D). ``project`` turns them into logits."""
         _check_tokens("tgt_in", tgt_in)
         x = self.tgt_pos(self.tgt_embed(tgt_in))
-        return self.decoder(x, memory, target_mask(tgt_in, self.cfg.pad_id), src_mask)[0]
+        return self.decoder(x, memory, self.target_mask(tgt_in), src_mask)[0]
 
     def project(self, hidden: Tensor) -> Tensor:
         """Pre-softmax linear transformation: (..., D) -> (..., V)."""
@@ -237,9 +249,7 @@ class Transformer(nn.Module):
         src_mask = self.source_mask(src)
         memory, enc_w = self.encoder(self.src_pos(self.src_embed(src)), src_mask, need_weights=True)
         x = self.tgt_pos(self.tgt_embed(tgt_in))
-        hidden, self_w, cross_w = self.decoder(
-            x, memory, target_mask(tgt_in, self.cfg.pad_id), src_mask, need_weights=True
-        )
+        hidden, self_w, cross_w = self.decoder(x, memory, self.target_mask(tgt_in), src_mask, need_weights=True)
         return self.project(hidden), AttentionMaps(enc_w, self_w, cross_w)
 
     # -- incremental decoding ----------------------------------------------------------------------
@@ -248,7 +258,14 @@ class Transformer(nn.Module):
         """An empty cache, with each layer's cross-attention keys/values computed once.
 
         Shapes: memory (B, S, D), src_mask (B, 1, 1, S); buffers (L, B, H, capacity, Dh).
+
+        Raises:
+            ValueError: the model has no causal mask (``cfg.causal_mask`` off, an ablation): it learnt to read
+                the whole target, and a decoder that writes one token at a time has only the past to give it.
         """
+        if not self.cfg.causal_mask:
+            raise ValueError("this model was built without the causal mask (causal_mask=False, an ablation for "
+                             "training experiments): it cannot generate one token at a time")
         b = memory.size(0)
         cfg = self.cfg
         d_head = cfg.d_model // cfg.n_heads

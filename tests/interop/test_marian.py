@@ -148,11 +148,16 @@ def test_our_model_exports_to_hugging_face(tmp_path: Path, make_cfg, words) -> N
     EN, DE, sentences = words
     vocab = Vocab.train(sentences(EN, 200, 3) + sentences(DE, 200, 4), tmp_path / "vocab" / "joint", 80)
     torch.manual_seed(0)
-    model = Transformer(make_cfg(src_vocab_size=len(vocab), tgt_vocab_size=len(vocab), d_model=32, n_heads=4,
-                                 d_ff=64, share_embeddings=True, activation="swish")).eval()
+    from transformer.demo.run import load_demo_toml, run_config
+
+    demo = run_config(load_demo_toml()[1], []).model  # the demo's architecture: d_model 128, 4 heads, 2+2 layers
+    model = Transformer(make_cfg(src_vocab_size=len(vocab), tgt_vocab_size=len(vocab), d_model=demo.d_model,
+                                 n_heads=demo.n_heads, d_ff=demo.d_ff, n_encoder_layers=demo.n_encoder_layers,
+                                 n_decoder_layers=demo.n_decoder_layers, share_embeddings=True,
+                                 activation=demo.activation)).eval()
     with torch.no_grad():
         for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.3)
+            p.add_(torch.randn_like(p) * 0.1)
     out = export_marian(model, vocab, vocab, tmp_path / "hf", DecodeOptions(beam_size=1, max_len=15))
     theirs, tokenizer = MarianMTModel.from_pretrained(out).eval(), MarianTokenizer.from_pretrained(out)
     batch = tokenizer(TEXTS, return_tensors="pt", padding=True)

@@ -96,6 +96,7 @@ def ctranslate2_spec(
     from ctranslate2.specs import common_spec, transformer_spec
 
     cfg = model.cfg
+    cfg.check_exportable("CTranslate2")
     if len(src_tokens) != cfg.src_vocab_size or len(tgt_tokens) != cfg.tgt_vocab_size:
         raise ValueError(
             f"vocabulary sizes {len(src_tokens)}/{len(tgt_tokens)} do not match the model's "
@@ -182,6 +183,7 @@ def export_ctranslate2(
         ``output_dir``.
     """
     ct2 = _ctranslate2()
+    model.cfg.check_exportable("CTranslate2")
     output_dir = Path(output_dir)
     if quantization is not None and quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization={quantization!r}: choose one of {', '.join(QUANTIZATIONS)}")

@@ -112,6 +112,10 @@ def architecture_of(config: dict[str, Any], where: str = CONFIG) -> tuple[Archit
 
 def marian_config(cfg: TransformerConfig) -> dict[str, Any]:
     """The ``MarianConfig`` (as a dict) of our ``cfg``; MarianError naming the field Marian cannot express."""
+    try:
+        cfg.check_exportable("Marian")
+    except ValueError as e:
+        raise MarianError(str(e)) from None
     refused = {"norm_first": (cfg.norm_first, "Marian's layers are post-norm"),
                "positional": (cfg.positional != "sinusoidal", "Marian's positions are sinusoids"),
                "layer_norm_eps": (cfg.layer_norm_eps != 1e-5, "Marian's LayerNorm has eps 1e-5")}

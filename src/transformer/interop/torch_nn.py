@@ -46,7 +46,9 @@ _ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "silu": F.silu, "swish": F.silu}
 
 
 def weight_map(cfg: Architecture) -> dict[str, str]:
-    """Our state-dict name -> ``nn.Transformer``'s, for every weight of the stacks of ``cfg``'s shape."""
+    """Our state-dict name -> ``nn.Transformer``'s, for every weight of the stacks of ``cfg``'s shape (ValueError
+    for an ablation, which ``nn.Transformer`` has no switch for)."""
+    cfg.check_exportable("torch.nn.Transformer")
     names = {}
     for stack, n_layers, table in (("encoder", cfg.n_encoder_layers, ENCODER_LAYER),
                                    ("decoder", cfg.n_decoder_layers, DECODER_LAYER)):

@@ -81,7 +81,7 @@ def encoder_layer_on_rows(layer: EncoderLayer, rows: Tensor, src_mask: Tensor, p
         return attn.w_o(packing.pack(heads))
 
     rows = layer.attn_block(rows, self_attention)
-    return layer.ff_block(rows, layer.feed_forward)
+    return layer.feed_forward_block(rows)
 
 
 def keys_values_on_rows(attn: MultiHeadAttention, rows: Tensor, packing: Packing) -> tuple[Tensor, Tensor]:

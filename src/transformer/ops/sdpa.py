@@ -40,12 +40,14 @@ def _fused_zeroes_empty_rows() -> bool:
 _FUSED_ZEROES_EMPTY_ROWS = _fused_zeroes_empty_rows()
 
 
-def fused_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: float) -> Tensor:
-    """``F.scaled_dot_product_attention`` (mask: bool, True = may attend), with zeros for fully masked rows.
+def fused_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: float,
+                    scale: float | None = None) -> Tensor:
+    """``F.scaled_dot_product_attention`` (mask: bool, True = may attend; ``scale``: None is 1 / sqrt(d_k)), with
+    zeros for fully masked rows.
 
     Shapes: q (B, H, Tq, Dh), k and v (B, H, Tk, Dh), mask broadcastable to (B, H, Tq, Tk) -> (B, H, Tq, Dh).
     """
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, scale=scale)
     if mask is not None and not _FUSED_ZEROES_EMPTY_ROWS:
         out = out.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)
     return out
