@@ -116,8 +116,11 @@ def load_weights(path: Path, device: str | torch.device = "cpu") -> tuple[Transf
 def load_weights_into(model: Transformer, path: Path) -> dict[str, Any]:
     """Copy the weights stored at ``path`` into ``model`` (built from the same config); returns the metadata."""
     meta = read_metadata(path)
-    if meta["config"] != model.cfg.to_dict():
-        raise CheckpointError(path, f"holds a model with another config: {meta['config']} != {model.cfg.to_dict()}")
+    stored = read_config(path)  # fields that files of earlier versions lack take their defaults
+    if stored != model.cfg:
+        ours = model.cfg.to_dict()
+        differ = {k: (v, ours[k]) for k, v in stored.to_dict().items() if ours[k] != v}
+        raise CheckpointError(path, f"holds a model with another config (stored, expected): {differ}")
     state = read_tensors(path)
     for alias, name in meta["aliases"].items():
         if name not in state:

@@ -136,3 +136,19 @@ def test_metadata_and_tensors_that_do_not_fit_are_named(tmp_path: Path, make_mod
         load_weights(tmp_path / "missing.safetensors")
     with pytest.raises(CheckpointError, match="no such file"):
         read_metadata(tmp_path / "absent.safetensors")
+
+
+def test_a_file_of_an_earlier_version_loads_its_missing_fields_the_defaults(tmp_path: Path, make_model) -> None:
+    """Files written before a config field existed (the Marian and ablation fields) hold the paper's model: they
+    load, and ``load_weights_into`` accepts them for a model of today's defaults; another config is named."""
+    model = make_model()
+    tensors, aliases = checkpoint.unique_state_dict(model)
+    new_fields = ("sinusoid_layout", "scale_embeddings", "output_bias", "norm", "scale_attention", "residual",
+                  "causal_mask", "feed_forward")
+    old = {k: v for k, v in model.cfg.to_dict().items() if k not in new_fields}
+    checkpoint.write_weights(tmp_path / "old.safetensors", tensors, old, aliases)
+    loaded, _ = load_weights(tmp_path / "old.safetensors")
+    assert loaded.cfg == model.cfg
+    checkpoint.load_weights_into(make_model(), tmp_path / "old.safetensors")
+    with pytest.raises(CheckpointError, match=r"another config \(stored, expected\): \{'d_ff': \(32, 48\)\}"):
+        checkpoint.load_weights_into(make_model(d_ff=48), tmp_path / "old.safetensors")

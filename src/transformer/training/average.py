@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import read_metadata, read_tensors, write_weights
+from ..checkpoint import read_config, read_metadata, read_tensors, write_weights
 from ..run_dir import list_checkpoints
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,9 @@ def average_checkpoints(paths: Sequence[Path], out: Path) -> Path:
     if not paths:
         raise ValueError("no checkpoints to average")
     metas = [read_metadata(p) for p in paths]
-    for path, meta in zip(paths[1:], metas[1:]):
-        if meta["config"] != metas[0]["config"] or meta["aliases"] != metas[0]["aliases"]:
+    configs = [read_config(p) for p in paths]  # compared with defaults filled in: files of earlier versions too
+    for path, meta, config in zip(paths[1:], metas[1:], configs[1:]):
+        if config != configs[0] or meta["aliases"] != metas[0]["aliases"]:
             raise ValueError(f"{path} holds another model than {paths[0]}: cannot average them")
     sums: dict[str, torch.Tensor] = {}
     dtypes: dict[str, torch.dtype] = {}
