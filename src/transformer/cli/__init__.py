@@ -16,7 +16,7 @@ import sys
 # In the order ``transformer --help`` lists them.
 COMMANDS = [
     "demo", "download", "prepare", "train", "average", "translate", "evaluate", "attention", "plot", "serve", "export",
-    "importer",
+    "importer", "experiments",
 ]
 
 
