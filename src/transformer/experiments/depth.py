@@ -195,22 +195,7 @@ def run(ctx: Context) -> Result:
     _plot_training(ctx, curves, threshold, deepest)
     _plot_final(ctx, depths, finals, threshold)
 
-    table = []
-    for depth in depths:
-        for variant in VARIANTS:
-            runs = grads[(depth, *variant)]
-            mean = lambda part, i, runs=runs: sum(r[part][i] for r in runs) / len(runs)  # noqa: E731
-            row = {"layers": f"{depth}+{depth}", "model": label(*variant),
-                   "grad norm at init: encoder layer 1": f"{mean('encoder', 0):.3g}",
-                   "encoder last layer": f"{mean('encoder', -1):.3g}",
-                   "decoder layer 1": f"{mean('decoder', 0):.3g}",
-                   "decoder last layer": f"{mean('decoder', -1):.3g}",
-                   "encoder output spread over positions": str(spread(spreads[(depth, *variant)])),
-                   "final loss, warmup; converged": "not trained", "final loss, no warmup; converged": "not trained"}
-            for ramp, column in ((True, "final loss, warmup; converged"), (False, "final loss, no warmup; converged")):
-                if (depth, *variant, ramp) in finals:
-                    row[column] = _describe(finals[(depth, *variant, ramp)], threshold)
-            table.append(row)
+    table = _table(depths, grads, spreads, finals, threshold)
 
     verdict = _verdict(depths, grads, spreads, finals, threshold, steps)
     peak = noam_lr(warmup, SMALL.d_model, warmup)
@@ -243,6 +228,27 @@ def run(ctx: Context) -> Result:
              f"{threshold:.2f}, half the loss of a uniform prediction (ln V); a run whose loss turns NaN counts as "
              "not converged.")
     return Result(CLAIM, setup, table, verdict, numbers)
+
+
+def _table(depths, grads, spreads, finals, threshold: float) -> list[dict[str, str]]:
+    """One row per depth and variant: gradients and spread at initialisation, final losses."""
+    table = []
+    for depth in depths:
+        for variant in VARIANTS:
+            runs = grads[(depth, *variant)]
+            mean = lambda part, i, runs=runs: sum(r[part][i] for r in runs) / len(runs)  # noqa: E731
+            row = {"layers": f"{depth}+{depth}", "model": label(*variant),
+                   "grad norm at init: encoder layer 1": f"{mean('encoder', 0):.3g}",
+                   "encoder last layer": f"{mean('encoder', -1):.3g}",
+                   "decoder layer 1": f"{mean('decoder', 0):.3g}",
+                   "decoder last layer": f"{mean('decoder', -1):.3g}",
+                   "encoder output spread over positions": str(spread(spreads[(depth, *variant)])),
+                   "final loss, warmup; converged": "not trained", "final loss, no warmup; converged": "not trained"}
+            for ramp, column in ((True, "final loss, warmup; converged"), (False, "final loss, no warmup; converged")):
+                if (depth, *variant, ramp) in finals:
+                    row[column] = _describe(finals[(depth, *variant, ramp)], threshold)
+            table.append(row)
+    return table
 
 
 def _verdict(depths, grads, spreads, finals, threshold: float, steps: int) -> str:
