@@ -66,7 +66,18 @@ def _feed_forward(
     return ffn, Residual(d_model, dropout, norm_first, eps, ab.norm, ab.residual)
 
 
-class EncoderLayer(nn.Module):
+class _Layer(nn.Module):
+    """What encoder and decoder layers share: the feed-forward sublayer, which an ablation may leave out."""
+
+    feed_forward: PositionwiseFeedForward | None
+    ff_block: Residual | None
+
+    def feed_forward_block(self, x: Tensor) -> Tensor:
+        """The feed-forward sublayer with its residual connection (none: ``x``, an ablation)."""
+        return x if self.ff_block is None else self.ff_block(x, self.feed_forward)
+
+
+class EncoderLayer(_Layer):
     """Self-attention, then the position-wise feed-forward network."""
 
     def __init__(
@@ -101,12 +112,8 @@ class EncoderLayer(nn.Module):
         x = self.attn_block(x, attend)
         return self.feed_forward_block(x), weights[0]
 
-    def feed_forward_block(self, x: Tensor) -> Tensor:
-        """The feed-forward sublayer with its residual connection (none: ``x``, an ablation)."""
-        return x if self.ff_block is None else self.ff_block(x, self.feed_forward)
 
-
-class DecoderLayer(nn.Module):
+class DecoderLayer(_Layer):
     """Masked self-attention, attention over the encoder output, then the feed-forward network."""
 
     def __init__(
@@ -157,10 +164,6 @@ class DecoderLayer(nn.Module):
         x = self.self_block(x, self_attend)
         x = self.cross_block(x, cross_attend)
         return self.feed_forward_block(x), weights[0], weights[1]
-
-    def feed_forward_block(self, x: Tensor) -> Tensor:
-        """The feed-forward sublayer with its residual connection (none: ``x``, an ablation)."""
-        return x if self.ff_block is None else self.ff_block(x, self.feed_forward)
 
     def step(
         self,

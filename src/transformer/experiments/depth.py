@@ -18,7 +18,6 @@ after the ramp, a sixth for 40 steps: fewer steps at a useful rate, not only no 
 from __future__ import annotations
 
 import math
-import time
 
 import matplotlib.pyplot as plt
 import torch
@@ -28,9 +27,9 @@ from ..config import TransformerConfig
 from ..data.batching import Batch
 from ..model import Transformer
 from ..training.loss import label_smoothed_loss
-from ..training.schedule import noam_lr, set_lr
+from ..training.schedule import noam_lr
 from .common import Context, Result, Spread, finite, loss_band, spread
-from .task import SMALL, NumbersTask, Trained, as_batch
+from .task import SMALL, NumbersTask, Trained, as_batch, train_on
 
 TITLE = "Depth: a residual connection and a normalisation around every sublayer"
 CLAIM = ("Every sublayer has a residual connection and a normalisation, x -> LayerNorm(x + Sublayer(x)): they are "
@@ -98,28 +97,8 @@ def train_run(task: NumbersTask, cfg: TransformerConfig, seed: int, steps: int, 
     """``task.train`` with the schedule ``learning_rate(step, d_model, warmup, ramp, lr_scale)``: the same recipe
     (Adam 0.9/0.98, label smoothing 0.1, the same batches and initialisation for a seed); with ``ramp`` the same
     run, loss for loss. A loss that is not finite ends training (its NaN is the last loss)."""
-    next_batch = task.batches(batch_size, seed)
-    torch.manual_seed(seed)
-    model = Transformer(cfg).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.0, betas=(0.9, 0.98), eps=1e-9)
-    losses: list[float] = []
-    nlls: list[float] = []
-    start = time.perf_counter()
-    for step in range(1, steps + 1):
-        set_lr(optimizer, learning_rate(step, cfg.d_model, warmup, ramp, lr_scale))
-        batch = next_batch()
-        hidden = model.decode(batch.tgt_in, model.encode(batch.src), model.source_mask(batch.src))  # (B, T, D)
-        sums = label_smoothed_loss(hidden, batch.tgt_out, model.output_weight, cfg.pad_id, 0.1, 0,
-                                   output_bias=model.output_bias)
-        loss = sums.loss / sums.n_tokens
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
-        nlls.append(float(sums.nll) / sums.n_tokens)
-        if not torch.isfinite(loss):
-            break
-    return Trained(model.eval(), losses, time.perf_counter() - start, nlls)
+    schedule = lambda step: learning_rate(step, cfg.d_model, warmup, ramp, lr_scale)  # noqa: E731
+    return train_on(task.batches(batch_size, seed), cfg, seed, steps, schedule)
 
 
 def final_loss(losses: list[float], steps: int) -> float:

@@ -22,7 +22,7 @@ from ..decoding import DecodeOptions, search
 from ..embeddings import sinusoidal_encoding
 from ..model import Transformer
 from .common import Context, Result, differs, range_bars, spread
-from .task import SMALL, NumbersTask, exact_match, train, train_on
+from .task import SMALL, NumbersTask, exact_match, noam, train, train_on
 
 TITLE = "Positional encoding: attention alone carries no order"
 CLAIM = ("Self-attention treats its input as a set: without a positional encoding the model cannot tell word "
@@ -135,7 +135,8 @@ def _copy_runs(ctx: Context, kind: str, lengths: tuple[int, ...]) -> dict[int, o
     cfg = TransformerConfig.of(architecture, src_vocab_size=3 + SYMBOLS, tgt_vocab_size=3 + SYMBOLS)
     per_length: dict[int, list[float]] = {n: [] for n in lengths}
     for seed in ctx.seeds:
-        trained = train_on(copy_batches((2, TRAIN_MAX), 64, seed), cfg, seed, _copy_steps(ctx), warmup=200)
+        batches = copy_batches((2, TRAIN_MAX), 64, seed)
+        trained = train_on(batches, cfg, seed, _copy_steps(ctx), noam(cfg.d_model, 200))
         for n in lengths:
             per_length[n].append(copy_accuracy(trained.model, n, 20 if ctx.quick else 100, 1000 + n))
         ctx.progress(f"(c) {kind} seed {seed}: {[round(per_length[n][-1], 2) for n in lengths]}")

@@ -97,17 +97,22 @@ class Trained:
 
 
 def train(task: NumbersTask, cfg: TransformerConfig, seed: int, steps: int | None = None, batch_size: int = 64,
-          warmup: int = 100, lr_scale: float = 1.0, on_step: Callable[[Transformer, int], None] | None = None,
-          ) -> Trained:
+          warmup: int = 100, lr_scale: float = 1.0) -> Trained:
     """``steps`` (default: the task's) updates of the paper's recipe on the numbers task (``train_on``)."""
-    return train_on(task.batches(batch_size, seed), cfg, seed, steps or task.size.steps, warmup, lr_scale, on_step)
+    return train_on(task.batches(batch_size, seed), cfg, seed, steps or task.size.steps,
+                    noam(cfg.d_model, warmup, lr_scale))
 
 
-def train_on(next_batch: Callable[[], Batch], cfg: TransformerConfig, seed: int, steps: int, warmup: int = 100,
-             lr_scale: float = 1.0, on_step: Callable[[Transformer, int], None] | None = None) -> Trained:
-    """``steps`` updates of the paper's recipe (Adam 0.9/0.98, warmup then 1/sqrt(step), label smoothing 0.1) on
-    ``next_batch()``'s batches, from a model seeded with ``seed``. A loss that is not finite ends training (a
-    diverged run is a result: its NaN is the last loss)."""
+def noam(d_model: int, warmup: int = 100, scale: float = 1.0) -> Callable[[int], float]:
+    """The paper's schedule as a function of the step (``noam_lr``)."""
+    return lambda step: noam_lr(step, d_model, warmup, scale)
+
+
+def train_on(next_batch: Callable[[], Batch], cfg: TransformerConfig, seed: int, steps: int,
+             schedule: Callable[[int], float]) -> Trained:
+    """``steps`` updates of the paper's recipe (Adam 0.9/0.98, label smoothing 0.1) at the learning rate
+    ``schedule(step)`` on ``next_batch()``'s batches, from a model seeded with ``seed``. A loss that is not finite
+    ends training (a diverged run is a result: its NaN is the last loss)."""
     torch.manual_seed(seed)
     model = Transformer(cfg).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.0, betas=(0.9, 0.98), eps=1e-9)
@@ -115,7 +120,7 @@ def train_on(next_batch: Callable[[], Batch], cfg: TransformerConfig, seed: int,
     nlls: list[float] = []
     start = time.perf_counter()
     for step in range(1, steps + 1):
-        set_lr(optimizer, noam_lr(step, cfg.d_model, warmup, lr_scale))
+        set_lr(optimizer, schedule(step))
         batch = next_batch()
         hidden = model.decode(batch.tgt_in, model.encode(batch.src), model.source_mask(batch.src))  # (B, T, D)
         sums = label_smoothed_loss(hidden, batch.tgt_out, model.output_weight, cfg.pad_id, 0.1, 0,
@@ -126,8 +131,6 @@ def train_on(next_batch: Callable[[], Batch], cfg: TransformerConfig, seed: int,
         optimizer.step()
         losses.append(float(loss.detach()))
         nlls.append(float(sums.nll) / sums.n_tokens)
-        if on_step is not None:
-            on_step(model, step)
         if not torch.isfinite(loss):
             break
     return Trained(model.eval(), losses, time.perf_counter() - start, nlls)
