@@ -15,4 +15,12 @@ __all__ = [
     "greedy_search",
     "search",
 ]
-__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> str:
+    """``transformer.__version__``: the installed package's, read when asked (``transformer --version`` prints it)."""
+    if name == "__version__":
+        from .cli import package_version
+
+        return package_version()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

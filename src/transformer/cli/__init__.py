@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import importlib.util
 import logging
 import sys
+from pathlib import Path
 
 # In the order ``transformer --help`` lists them.
 COMMANDS = [
@@ -20,12 +22,32 @@ COMMANDS = [
 ]
 
 
+def package_version() -> str:
+    """The installed package's version, from its metadata; from a source tree on ``sys.path`` that was never
+    installed, the version its ``pyproject.toml`` states; else ``"unknown"``."""
+    try:
+        return importlib.metadata.version("transformer")
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: the same parser, as the ``tomli`` package
+        import tomli as tomllib  # type: ignore[no-redef]
+    pyproject = Path(__file__).resolve().parents[3] / "pyproject.toml"  # <root>/src/transformer/cli/__init__.py
+    try:
+        project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return "unknown"
+    return str(project.get("version", "unknown")) if project.get("name") == "transformer" else "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="transformer",
         description="Train, run and inspect encoder-decoder Transformers (Attention Is All You Need).",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         module_name = f"{__name__}.{name}"
