@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shlex
+import shutil
 import sys
+import sysconfig
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -50,8 +53,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def report(result: DemoResult, out: TextIO | None = None) -> None:
-    """Print the samples, the accuracy, the timings and what to try next (to stdout by default)."""
+def transformer_command(
+    scripts_dir: Path | None = None, search_path: str | None = None, cwd: Path | None = None
+) -> tuple[str, str | None]:
+    """How to type this installation's ``transformer`` in a shell in ``cwd``, and how to activate its virtualenv
+    (``None`` where that is not needed or there is none), for lines printed to be typed as they are.
+
+    ``transformer`` where the one ``search_path`` finds first is ours; else the path of ours (a virtualenv not
+    activated: ``.venv/bin/transformer``, relative where it lies below ``cwd``); else this interpreter with
+    ``-m transformer`` (a source tree on ``sys.path``, not installed). Defaults: this interpreter's scripts
+    directory, ``$PATH``, the working directory.
+    """
+    scripts = Path(sysconfig.get_path("scripts")) if scripts_dir is None else scripts_dir
+    ours = scripts / "transformer"
+    if not ours.is_file():
+        return f"{shlex.quote(sys.executable)} -m transformer", None
+    found = shutil.which("transformer", path=search_path)
+    if found is not None and os.path.samefile(found, ours):
+        return "transformer", None
+    here = Path.cwd() if cwd is None else cwd
+    activate = scripts / "activate"
+    return _as_typed(ours, here), (f". {_as_typed(activate, here)}" if activate.is_file() else None)
+
+
+def _as_typed(path: Path, cwd: Path) -> str:
+    """``path`` for a shell in ``cwd``: relative where it lies below, with a slash so that it is not looked up."""
+    shown = path.relative_to(cwd) if path.is_relative_to(cwd) else path
+    return shlex.quote(str(shown) if len(shown.parts) > 1 else f"./{shown}")
+
+
+def report(
+    result: DemoResult, out: TextIO | None = None, command: str = "transformer", activate: str | None = None
+) -> None:
+    """Print the samples, the accuracy, the timings and what to try next (to stdout by default), each next
+    command as ``command`` (``transformer_command``'s), with how to ``activate`` its virtualenv where given."""
     out = sys.stdout if out is None else out
     n_right = round(result.accuracy * result.n_test)
     shown = result.samples + result.mistakes
@@ -79,9 +114,11 @@ def report(result: DemoResult, out: TextIO | None = None) -> None:
     run = shlex.quote(str(result.run_dir))
     test = shlex.quote(str(result.run_dir / "data" / "raw" / "test"))
     print(f"\nThe model is in {result.run_dir}. Try next:", file=out)
-    print(f"  echo 'three hundred forty-two thousand one' | transformer translate --checkpoint {run}", file=out)
-    print(f"  transformer attention --checkpoint {run} --src 'twenty-one'", file=out)
-    print(f"  transformer evaluate --checkpoint {run} --src {test}.en --ref {test}.de", file=out)
+    print(f"  echo 'three hundred forty-two thousand one' | {command} translate --checkpoint {run}", file=out)
+    print(f"  {command} attention --checkpoint {run} --src 'twenty-one'", file=out)
+    print(f"  {command} evaluate --checkpoint {run} --src {test}.en --ref {test}.de", file=out)
+    if activate:
+        print(f"(or `{activate}` first, and then plain `transformer`)", file=out)
 
 
 def _sample_line(src: str, hyp: str, ref: str, width: int) -> str:
@@ -109,5 +146,6 @@ def run(args: argparse.Namespace) -> int:
     except FileExistsError as e:
         print(f"transformer demo: error: {e}", file=sys.stderr)
         return 2
-    report(result)
+    command, activate = transformer_command()
+    report(result, command=command, activate=activate)
     return 0
