@@ -31,6 +31,8 @@ _LIMITS = (
     ("--max-texts", "max_texts", int, 64, "N", "most texts per request"),
     ("--timeout", "timeout_s", float, 30.0, "S", "seconds before an unanswered request gets 504"),
     ("--max-beam-size", "max_beam_size", int, 16, "K", "largest beam size (and n-best) a request may ask for"),
+    ("--max-attention-weights", "max_attention_weights", int, 250_000, "N",
+     "most attention weights POST /attention answers for one text; longer texts get 422"),
 )
 
 
@@ -41,7 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             'Serve a trained model over HTTP. POST /translate takes JSON {"text": "..."} or '
             '{"texts": [...]} (optionally "beam_size", "n_best", "length_penalty") and answers '
-            '{"translations": [{"text", "score", "n_best"?}]}; GET /health reports the model, the '
+            '{"translations": [{"text", "score", "n_best"?}]}; POST /attention {"text": "..."} answers the '
+            "tokens and every attention weight of its translation; GET / is a web page that translates and draws "
+            "the attention; GET /health reports the model, the "
             "queue and batching counters; the OpenAPI docs are at /docs and /openapi.json. Texts of "
             "concurrent requests are decoded together in batches. Errors are JSON "
             '{"error": {"code", "message", "field"}}. Needs the optional extra: pip install \'transformer[serve]\'.'
@@ -87,6 +91,6 @@ def run(args: argparse.Namespace) -> int:
     except (UsageError, ValueError) as e:
         print(f"transformer serve: error: {e}", file=sys.stderr)
         return 2
-    log.info("serving %s on http://%s:%d (docs at /docs)", args.checkpoint, args.host, args.port)
+    log.info("serving %s on http://%s:%d (the web page at /, docs at /docs)", args.checkpoint, args.host, args.port)
     uvicorn.run(create_app(translator, cfg), host=args.host, port=args.port, log_level=args.log_level)
     return 0

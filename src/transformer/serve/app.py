@@ -1,7 +1,8 @@
 """The HTTP translation service: a FastAPI app over a ``Translator`` and a ``Batcher``.
 
-Endpoints: ``POST /translate``, ``GET /health``, and the OpenAPI docs at ``/docs`` and ``/openapi.json``.
-Every error has one JSON shape (see ``serve.errors``)::
+Endpoints: ``POST /translate``, ``POST /attention`` (``serve.attention``), ``GET /health``, the web page at
+``GET /`` (``serve.page``), and the OpenAPI docs at ``/docs`` and ``/openapi.json``. Every error has one JSON
+shape (see ``serve.errors``)::
 
     {"error": {"code": "text_too_long", "message": "texts[2] has 300 source tokens, ...", "field": "texts[2]"}}
 
@@ -11,21 +12,22 @@ the request model is a local of ``create_app``.)
 
 import asyncio
 import contextlib
-import logging
 import math
-import re
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fastapi import FastAPI, Response
-from pydantic import BaseModel
 
-from ..decoding import DecodeOptionError, DecodeOptions
+from ..decoding import DecodeOptions
+from .attention import add_attention
 from .batcher import Batcher, QueueFull, ShuttingDown
 from .errors import ErrorResponse, ServiceError, install_error_handling
+from .page import add_page
 from .schemas import HealthResponse, Hypothesis, ServeConfig, TranslateResponse, TranslationResult, request_model
+from .validation import checked_texts, decode_options
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from ..translator import AttentionResult
 
 
 class TranslatorLike(Protocol):
@@ -36,59 +38,12 @@ class TranslatorLike(Protocol):
 
     def count_tokens(self, text: str) -> int: ...
 
+    def attention(self, text: str, options: DecodeOptions | None = None) -> "AttentionResult": ...
+    # for POST /attention, with ``model.cfg`` (its layers and heads: the size check before decoding)
+
 
 def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
-
-
-def _checked_texts(body: BaseModel, translator: TranslatorLike, cfg: ServeConfig) -> list[str]:
-    """The texts of a request, or a ServiceError saying what is wrong with them (naming the field)."""
-    if (body.text is None) == (body.texts is None):
-        which = "both" if body.text is not None else "neither"
-        raise ServiceError(422, "invalid_request", f"give exactly one of `text` or `texts`, got {which}", "text")
-    texts = [body.text] if body.text is not None else list(body.texts)
-    names = ["text"] if body.text is not None else [f"texts[{i}]" for i in range(len(texts))]
-    for text, name in zip(texts, names):
-        if not text.strip():
-            raise ServiceError(422, "empty_text", f"{name} is empty; there is nothing to translate", name)
-        if len(text) > cfg.max_text_chars:
-            raise ServiceError(
-                422,
-                "text_too_long",
-                f"{name} has {len(text)} characters, more than the limit of {cfg.max_text_chars} "
-                f"({cfg.max_text_tokens} source tokens)",
-                name,
-            )
-        try:
-            text.encode("utf-8")  # JSON may carry lone surrogates ("\ud800"), which are no text
-        except UnicodeEncodeError as exc:
-            message = f"{name} is not valid Unicode: {exc.reason} at character {exc.start}"
-            raise ServiceError(422, "invalid_text", message, name) from exc
-        try:
-            n = translator.count_tokens(text)
-        except Exception as exc:
-            log.exception("count_tokens failed on %s", name)
-            raise ServiceError(422, "invalid_text", f"{name} cannot be tokenized: {type(exc).__name__}", name) from exc
-        if n == 0:
-            raise ServiceError(422, "empty_text", f"{name} has no source tokens; there is nothing to translate", name)
-        if n > cfg.max_text_tokens:
-            raise ServiceError(
-                422,
-                "text_too_long",
-                f"{name} has {n} source tokens, more than the limit of {cfg.max_text_tokens}",
-                name,
-            )
-    return texts
-
-
-def _options(body: BaseModel, cfg: ServeConfig) -> DecodeOptions:
-    """The server's decoding defaults with the request's options; a ServiceError naming a bad combination."""
-    try:
-        return cfg.decode.override(beam_size=body.beam_size, n_best=body.n_best, length_penalty=body.length_penalty,
-                                   length_normalization=body.length_normalization)
-    except DecodeOptionError as exc:
-        must = re.sub(r"beam_size \((\d+)\)", r"beam_size=\1", exc.must)  # the request's words: beam_size=2
-        raise ServiceError(422, "invalid_request", f"{exc.field}={exc.value} must be {must}", exc.field) from exc
 
 
 def _result(nbest: Sequence[Any], n_best: int) -> TranslationResult:
@@ -109,12 +64,14 @@ def create_app(translator: TranslatorLike, cfg: ServeConfig | None = None) -> Fa
         try:
             yield
         finally:
+            attention_worker.close()
             await batcher.stop()
 
     app = FastAPI(
         title="Transformer translation service",
         description="Translate text with an encoder-decoder Transformer (Attention Is All You Need). "
-        "Requests that arrive together are decoded in one batch.",
+        "Requests that arrive together are decoded in one batch. `POST /attention` answers every attention "
+        "weight of a translation; the web page at `/` draws them.",
         version="0.1.0",
         lifespan=lifespan,
     )
@@ -122,7 +79,9 @@ def create_app(translator: TranslatorLike, cfg: ServeConfig | None = None) -> Fa
     app.state.timeouts = 0
     install_error_handling(app, max_body_bytes=max(1 << 20, 2 * cfg.max_texts * cfg.max_text_chars))
     _add_translate(app, translator, batcher, cfg)
+    attention_worker = add_attention(app, translator, cfg)
     _add_health(app, translator, batcher, cfg)
+    add_page(app)
     return app
 
 
@@ -133,8 +92,9 @@ def _add_translate(app: FastAPI, translator: TranslatorLike, batcher: Batcher, c
     @app.post("/translate", response_model=TranslateResponse, response_model_exclude_unset=True, responses=errors)
     async def translate(body: TranslateRequest) -> TranslateResponse:  # type: ignore[valid-type]
         """Translate `text` or `texts`. Texts of concurrent requests with equal options share a batch."""
-        texts = _checked_texts(body, translator, cfg)
-        options = _options(body, cfg)
+        texts = checked_texts(body, translator, cfg)
+        options = decode_options(cfg, beam_size=body.beam_size, n_best=body.n_best, length_penalty=body.length_penalty,
+                                 length_normalization=body.length_normalization)
         try:
             nbests = await asyncio.wait_for(batcher.submit(texts, options), cfg.timeout_s)
         except QueueFull as exc:

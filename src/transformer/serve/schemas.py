@@ -28,12 +28,15 @@ class ServeConfig:
     max_texts: int = 64  # most texts per request; more -> 422
     timeout_s: float = 30.0  # a request unanswered after this long -> 504
     max_beam_size: int = 16  # the largest beam (and n-best) a request may ask for
+    max_attention_weights: int = 250_000  # most attention weights POST /attention answers for one text
     decode: DecodeOptions = field(default_factory=DecodeOptions)  # when a request names no option
 
     def __post_init__(self) -> None:
         problems = [
             f"{name}={getattr(self, name)} must be >= 1"
-            for name in ("max_batch_size", "max_queue", "max_text_tokens", "max_texts", "max_beam_size")
+            for name in (
+                "max_batch_size", "max_queue", "max_text_tokens", "max_texts", "max_beam_size", "max_attention_weights"
+            )
             if getattr(self, name) < 1
         ]
         if self.max_wait_ms < 0:
@@ -96,6 +99,38 @@ class HealthResponse(BaseModel):
     limits: dict[str, int | float | str | None] = Field(description="The server's configured limits and defaults.")
 
 
+# The decoding options a request may set, with this server's limits in their constraints (shared by the
+# requests of /translate and /attention, so both check them alike).
+
+
+def _beam_size_field(cfg: ServeConfig):
+    return Field(
+        None,
+        ge=1,
+        le=cfg.max_beam_size,
+        strict=True,
+        description=f"Beam width; 1 = greedy decoding. Default {cfg.decode.beam_size}.",
+    )
+
+
+def _length_penalty_field(cfg: ServeConfig):
+    return Field(
+        None,
+        ge=0.0,
+        le=MAX_LENGTH_PENALTY,
+        allow_inf_nan=False,
+        description=f"Length penalty alpha for beam search. Default {cfg.decode.length_penalty}.",
+    )
+
+
+def _length_normalization_field(cfg: ServeConfig):
+    return Field(
+        None,
+        description="lp(length): `gnmt`, ((5 + length) / 6)^alpha (the paper's), or `power`, length^alpha "
+        f"(Hugging Face's). Default {cfg.decode.length_normalization}.",
+    )
+
+
 def request_model(cfg: ServeConfig) -> type[BaseModel]:
     """The POST /translate body, with this server's limits in its constraints and OpenAPI schema."""
 
@@ -118,27 +153,69 @@ def request_model(cfg: ServeConfig) -> type[BaseModel]:
             description=f"Several texts, translated together (1 to {cfg.max_texts}); "
             f"each at most {cfg.max_text_tokens} source tokens.",
         )
-        beam_size: int | None = Field(
-            None,
-            ge=1,
-            le=cfg.max_beam_size,
-            strict=True,
-            description=f"Beam width; 1 = greedy decoding. Default {cfg.decode.beam_size}.",
-        )
+        beam_size: int | None = _beam_size_field(cfg)
         n_best: int = Field(
             1, ge=1, le=cfg.max_beam_size, strict=True, description="Translations returned per text (<= beam_size)."
         )
-        length_penalty: float | None = Field(
-            None,
-            ge=0.0,
-            le=MAX_LENGTH_PENALTY,
-            allow_inf_nan=False,
-            description=f"Length penalty alpha for beam search. Default {cfg.decode.length_penalty}.",
-        )
-        length_normalization: Literal[LENGTH_NORMALIZATIONS] | None = Field(  # type: ignore[valid-type]
-            None,
-            description="lp(length): `gnmt`, ((5 + length) / 6)^alpha (the paper's), or `power`, length^alpha "
-            f"(Hugging Face's). Default {cfg.decode.length_normalization}.",
+        length_penalty: float | None = _length_penalty_field(cfg)
+        length_normalization: Literal[LENGTH_NORMALIZATIONS] | None = (  # type: ignore[valid-type]
+            _length_normalization_field(cfg)
         )
 
     return TranslateRequest
+
+
+def attention_request_model(cfg: ServeConfig) -> type[BaseModel]:
+    """The POST /attention body: one text and the decoding options of /translate (its n-best is always 1)."""
+
+    class AttentionRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"text": "twenty-one"}]})
+
+        text: str = Field(
+            description=f"The text to translate and look into. At most {cfg.max_text_tokens} source tokens; its "
+            f"attention weights, at most {cfg.max_attention_weights} numbers (see the response).",
+        )
+        beam_size: int | None = _beam_size_field(cfg)
+        length_penalty: float | None = _length_penalty_field(cfg)
+        length_normalization: Literal[LENGTH_NORMALIZATIONS] | None = (  # type: ignore[valid-type]
+            _length_normalization_field(cfg)
+        )
+
+    return AttentionRequest
+
+
+Weights = list[list[list[list[float]]]]  # [layer][head][query][key]
+
+
+class AttentionWeights(BaseModel):
+    """Every attention weight of the translation, indexed ``[layer][head][query][key]``; each query's
+    weights over the keys sum to 1."""
+
+    encoder: Weights = Field(
+        description="Encoder self-attention: queries and keys are both `source_tokens`."
+    )
+    decoder: Weights = Field(
+        description="Decoder masked self-attention: queries and keys are both `target_tokens` (the decoder "
+        "input); a query never sees a later key, so `[l][h][i][j]` is exactly 0 for j > i."
+    )
+    cross: Weights = Field(
+        description="Encoder-decoder attention (the alignment): query i is the decoder position that writes "
+        "`output_tokens[i]`, keys are `source_tokens`."
+    )
+
+
+class AttentionResponse(BaseModel):
+    translation: str = Field(description="The best translation (the one /translate gives with these options).")
+    source_tokens: list[str] = Field(description="The source subwords and the end-of-sentence token `</s>`.")
+    target_tokens: list[str] = Field(
+        description="The decoder input: `<s>` and the translation's subwords, one per decoder position."
+    )
+    output_tokens: list[str] = Field(
+        description="What each decoder position writes: the translation's subwords and `</s>`."
+    )
+    encoder_layers: int = Field(description="Layers of `weights.encoder`.")
+    decoder_layers: int = Field(description="Layers of `weights.decoder` and `weights.cross`.")
+    heads: int = Field(description="Heads of every layer.")
+    weight_count: int = Field(description="How many numbers `weights` holds (at most the server's limit, "
+                              "`max_attention_weights` in /health).")
+    weights: AttentionWeights
