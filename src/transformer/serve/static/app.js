@@ -221,7 +221,7 @@ function fillSelectors() {
   const head = $("head");
   const previousHead = head.value;
   head.replaceChildren(new Option(`mean of the ${data.heads} heads`, "mean"));
-  for (let h = 0; h < data.heads; h++) head.appendChild(new Option(`${h + 1}`, String(h)));
+  for (let h = 0; h < data.heads; h++) head.appendChild(new Option(`head ${h + 1}`, String(h)));
   head.value = previousHead === "" || Number(previousHead) >= data.heads ? "mean" : previousHead;
 }
 
