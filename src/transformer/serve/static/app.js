@@ -420,9 +420,14 @@ function describe(r, c) {
   const open = pairs.filter((p) => !p[2]).sort((a, b) => b[1] - a[1]);
   const shown = open.filter((p, k) => k < 8 && p[1] >= 0.0005);
   let list = shown.map(([token, w]) => `${token} ${fixed(w, 3)}`).join(" · ");
-  const rest = open.length - shown.length;
-  if (rest > 0) list += ` · ${rest} more, each at most ${fixed(open[shown.length][1], 3)}`;
+  list += restNote(open.length - shown.length, shown.length < open.length ? open[shown.length][1] : 0);
   return r !== null ? `${rows[r]} attends to: ${list}` : `${cols[c]} is attended by: ${list}`;
+}
+
+// " · the other N under 0.001" (or "... at most 0.012"): the weights a readout leaves out.
+function restNote(count, largest) {
+  if (count === 0) return "";
+  return largest < 0.001 ? ` · the other ${count} under 0.001` : ` · the other ${count} at most ${fixed(largest, 3)}`;
 }
 
 function onHeatmapPointer(event) {
@@ -488,10 +493,11 @@ function onAlignmentPointer(event) {
   if (target.tagName === "text") target.classList.add("active");
   const outputs = data.output_tokens;
   const sources = data.source_tokens;
-  const top = chosen.map((l) => [Number(l.dataset.row), Number(l.dataset.col), Number(l.dataset.weight)])
-    .sort((a, b) => b[2] - a[2]).slice(0, 6);
+  const all = chosen.map((l) => [Number(l.dataset.row), Number(l.dataset.col), Number(l.dataset.weight)])
+    .sort((a, b) => b[2] - a[2]);
+  const top = all.filter((line, k) => k < 6 && line[2] >= 0.0005);
   $("align-readout").textContent = top.map(([i, j, w]) => `${outputs[i]} ← ${sources[j]} ${fixed(w, 3)}`)
-    .join(" · ");
+    .join(" · ") + restNote(all.length - top.length, top.length < all.length ? all[top.length][2] : 0);
 }
 
 // -- wiring ---------------------------------------------------------------------------------------------
