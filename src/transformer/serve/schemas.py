@@ -6,7 +6,7 @@ limits as its constraints, and pydantic and FastAPI read its annotations at run 
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -103,7 +103,7 @@ class HealthResponse(BaseModel):
 # requests of /translate and /attention, so both check them alike).
 
 
-def _beam_size_field(cfg: ServeConfig):
+def _beam_size_field(cfg: ServeConfig) -> Any:
     return Field(
         None,
         ge=1,
@@ -113,7 +113,7 @@ def _beam_size_field(cfg: ServeConfig):
     )
 
 
-def _length_penalty_field(cfg: ServeConfig):
+def _length_penalty_field(cfg: ServeConfig) -> Any:
     return Field(
         None,
         ge=0.0,
@@ -123,7 +123,7 @@ def _length_penalty_field(cfg: ServeConfig):
     )
 
 
-def _length_normalization_field(cfg: ServeConfig):
+def _length_normalization_field(cfg: ServeConfig) -> Any:
     return Field(
         None,
         description="lp(length): `gnmt`, ((5 + length) / 6)^alpha (the paper's), or `power`, length^alpha "
