@@ -349,3 +349,39 @@ def test_sentences_that_end_leave_the_batch_without_changing_any_result(
     assert len(set(dropped.lengths[:, 0].tolist())) > 1  # the sentences did end at different steps
     assert torch.equal(dropped.tokens, kept.tokens) and torch.equal(dropped.lengths, kept.lengths)
     torch.testing.assert_close(dropped.scores, kept.scores, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("vocab", [9000, 32000, 32003])
+@pytest.mark.parametrize("k", [1, 8, 10])
+def test_chunked_top_k_equals_topk(vocab: int, k: int) -> None:
+    """The chunked selection finds the same k largest values and columns as topk, including a vocabulary that
+    is no multiple of the chunk, rows with many -inf and the largest values crowded into one chunk."""
+    from transformer.decoding.common import _top_k
+
+    gen = torch.Generator().manual_seed(vocab + k)
+    x = torch.randn(6, vocab, generator=gen)
+    x[1, : vocab // 2] = -torch.inf
+    x[2, 1000:1000 + 2 * k] += 50.0  # all winners in one or two chunks
+    x[3, -3:] += 50.0  # winners in the padded last chunk
+    values, idx = _top_k(x, k)
+    expected_values, expected_idx = x.topk(k, dim=-1)
+    assert torch.equal(values, expected_values)
+    assert torch.equal(idx, expected_idx)
+
+
+def test_top_next_tokens_are_log_softmax_without_forbidden_tokens() -> None:
+    from transformer.decoding.common import top_next_tokens
+
+    logits = torch.randn(5, 40_000, generator=torch.Generator().manual_seed(0))
+    logits[:, 0] = logits[:, 1] = logits[:, 2] = 30.0  # pad, bos, eos the likeliest
+    before = logits.clone()
+    for step, min_len in ((0, 2), (3, 2)):
+        values, tokens = top_next_tokens(logits, 8, step, min_len, pad_id=0, bos_id=1, eos_id=2)
+        logp = torch.log_softmax(logits, dim=-1)
+        logp[:, :2] = -torch.inf
+        if step < min_len:
+            logp[:, 2] = -torch.inf
+        expected_values, expected_tokens = logp.topk(8, dim=-1)
+        assert torch.equal(values, expected_values) and torch.equal(tokens, expected_tokens)
+        assert bool((tokens[:, 0] == 2).all()) == (step >= min_len)
+    assert torch.equal(logits, before)  # the model's tensor is not written

@@ -26,9 +26,9 @@ from .common import (
     Generation,
     Seq2Seq,
     check_source,
-    next_log_probs,
     output_limits,
     strip_eos,
+    top_next_tokens,
 )
 from .options import DecodeOptions
 
@@ -54,14 +54,22 @@ class _Beams:
         return _Beams(torch.arange(b, device=dev), scores, seqs, torch.full((b, k), -torch.inf, device=dev),
                       seqs.clone(), limits, torch.zeros(b, dtype=torch.bool, device=dev))
 
-    def extend(self, logp: Tensor, t: int, options: DecodeOptions, eos_id: int) -> tuple[Tensor, Tensor]:
-        """Step ``t``: extend every live hypothesis by every token of ``logp`` (A K, V), finish the candidates
-        that end, keep the K best that go on. Returns their last tokens (A K,) and parent beams (A, K)."""
+    def extend(
+        self, logp: Tensor, tokens: Tensor, t: int, options: DecodeOptions, eos_id: int
+    ) -> tuple[Tensor, Tensor]:
+        """Step ``t``: extend the live hypotheses by their most probable next tokens, ``tokens`` (A G, W) of
+        log-probability ``logp`` (A G, W), for the first G of the K beams (G = 1 at step 0, when the beams are
+        still one), finish the candidates that end, keep the K best that go on. The 2K best candidates of a
+        sentence are among the 2K best of each beam, so W = 2K tokens a beam suffice.
+        Returns the last tokens (A K,) and parent beams (A, K) of those kept."""
         a, k, steps = self.scores.size(0), self.scores.size(1), self.seqs.size(2)
-        vocab = logp.size(-1)
-        cand = (self.scores[:, :, None] + logp.view(a, k, vocab)).view(a, k * vocab)  # (A, K*V)
+        g, width = logp.size(0) // a, logp.size(1)
+        cand = (self.scores[:, :g, None] + logp.view(a, g, width)).view(a, g * width)  # (A, G*W)
+        if cand.size(1) < 2 * k:  # a vocabulary smaller than the beam: the missing candidates are -inf
+            cand = torch.nn.functional.pad(cand, (0, 2 * k - cand.size(1)), value=-torch.inf)
         top_scores, top_idx = cand.topk(2 * k, dim=1)  # (A, 2K)
-        origin, cand_tok = top_idx // vocab, top_idx % vocab  # (A, 2K) each
+        top_idx = top_idx.clamp_max(g * width - 1)
+        origin, cand_tok = top_idx // width, tokens.reshape(a, g * width).gather(1, top_idx)  # (A, 2K) each
         cand_seqs = self.seqs.gather(1, origin[:, :, None].expand(-1, -1, steps)).clone()  # (A, 2K, L)
         cand_seqs[:, :, t] = cand_tok
 
@@ -109,20 +117,22 @@ def beam_search(model: Seq2Seq, src: Tensor, options: DecodeOptions | None = Non
     cfg, b, k = model.cfg, src.size(0), options.beam_size
     beams = _Beams.start(output_limits(src, cfg.pad_id, options), k, cfg.pad_id)
     steps = beams.seqs.size(2)
+    # The K beams of a sentence start as one: step 0 decodes B rows, then each becomes K (sentence-major); the
+    # cross-attention keys stay B rows.
     state = model.start_state(model.encode(src), model.source_mask(src), capacity=steps)
-    state = state.repeat_rows(k)  # B * K decoder rows (sentence-major); cross keys stay B rows
     best_scores, best_seqs = beams.fin_scores.clone(), beams.fin_seqs.clone()  # (B, K), (B, K, L)
-    tokens = torch.full((b * k,), cfg.bos_id, dtype=torch.long, device=src.device)  # (A K,)
+    tokens = torch.full((b,), cfg.bos_id, dtype=torch.long, device=src.device)  # (A,), then (A K,)
     first_rows = torch.arange(b, device=src.device)[:, None] * k  # (A, 1): each sentence's first cache row
 
     for t in range(steps):
-        logits, state = model.decode_step(tokens, state)
-        logp = next_log_probs(logits, t, options.min_len, cfg.pad_id, cfg.bos_id, cfg.eos_id)  # (A K, V)
-        tokens, parents = beams.extend(logp, t, options, cfg.eos_id)
+        logits, state = model.decode_step(tokens, state)  # step 0: one row per sentence, then K
+        logp, next_tokens = top_next_tokens(logits, 2 * k, t, options.min_len, cfg.pad_id, cfg.bos_id, cfg.eos_id)
+        tokens, parents = beams.extend(logp, next_tokens, t, options, cfg.eos_id)  # (A K,), (A, K)
         n_done = int(beams.done.sum())
         if t + 1 == steps or n_done == beams.done.numel():
             break
-        state = state.reorder_within_sentences((first_rows + parents).view(-1))
+        # after step 0 every beam's parent is its sentence's one row
+        state = state.repeat_rows(k) if t == 0 else state.reorder_within_sentences((first_rows + parents).view(-1))
         if n_done >= DROP_FINISHED_FRACTION * beams.done.numel():  # done sentences leave the batch
             left, keep = beams.done.nonzero().squeeze(1), (~beams.done).nonzero().squeeze(1)
             best_scores[beams.sentence[left]] = beams.fin_scores[left]

@@ -58,17 +58,46 @@ def output_limits(src: Tensor, pad_id: int, options: DecodeOptions) -> Tensor:
     return limits.clamp(min=max(options.min_len, 1))
 
 
-def next_log_probs(logits: Tensor, step: int, min_len: int, pad_id: int, bos_id: int, eos_id: int) -> Tensor:
-    """log softmax over the vocabulary, with tokens that may not come next at -inf.
+def top_next_tokens(
+    logits: Tensor, k: int, step: int, min_len: int, pad_id: int, bos_id: int, eos_id: int
+) -> tuple[Tensor, Tensor]:
+    """The ``k`` most probable next tokens of each row and their log-probabilities, log softmax(logits)_v,
+    among the tokens that may come next: PAD and BOS never, EOS not before ``min_len`` tokens (-inf).
 
-    PAD and BOS are never generated; EOS not before ``min_len`` tokens. (R, V) -> (R, V) float32.
+    Fewer than k tokens in the vocabulary: all of them. ``logits`` itself is not written.
+    Shapes: logits (R, V) -> log-probabilities (R, k') float32, tokens (R, k') int64, k' = min(k, V), best first.
     """
-    logp = torch.log_softmax(logits.float(), dim=-1)
+    logp = torch.log_softmax(logits.float(), dim=-1)  # (R, V)
     logp[:, pad_id] = -torch.inf
     logp[:, bos_id] = -torch.inf
     if step < min_len:
         logp[:, eos_id] = -torch.inf
-    return logp
+    if k == 1:
+        values, tokens = logp.max(dim=-1)
+        return values[:, None], tokens[:, None]
+    return _top_k(logp, min(k, logp.size(-1)))
+
+
+TOP_K_CHUNK = 128  # columns per chunk in ``_top_k``
+
+
+def _top_k(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """``x.topk(k, dim=-1)`` by chunks: the k largest of a row lie in the k chunks of TOP_K_CHUNK columns with
+    the largest maxima (a chunk holding one of them has a maximum at least that large, and no k other chunks
+    can have larger ones), so one ``amax`` pass over x and a topk over k chunks replace topk over the whole
+    row (about 4x faster over a 32k vocabulary, where topk is one of the costliest ops of a beam step).
+
+    Shapes: x (R, V) -> values (R, k), indices (R, k) int64, largest first.
+    """
+    c = TOP_K_CHUNK
+    if x.size(-1) < 8 * k * c:  # few chunks: no gain
+        return x.topk(k, dim=-1)
+    if x.size(-1) % c:
+        x = torch.nn.functional.pad(x, (0, c - x.size(-1) % c), value=-torch.inf)
+    chunks = x.view(x.size(0), -1, c)  # (R, V/c, c)
+    _, best = chunks.amax(dim=-1).topk(k, dim=-1)  # (R, k) the chunks with the k largest maxima
+    values, idx = chunks.gather(1, best[:, :, None].expand(-1, -1, c)).view(x.size(0), k * c).topk(k, dim=-1)
+    return values, best.gather(1, idx // c) * c + idx % c
 
 
 def strip_eos(tokens: Tensor, eos_id: int, pad_id: int) -> tuple[Tensor, Tensor]:

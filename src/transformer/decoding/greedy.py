@@ -13,9 +13,9 @@ from .common import (
     Generation,
     Seq2Seq,
     check_source,
-    next_log_probs,
     output_limits,
     strip_eos,
+    top_next_tokens,
 )
 from .options import DecodeOptions
 
@@ -44,8 +44,8 @@ def greedy_search(model: Seq2Seq, src: Tensor, options: DecodeOptions | None = N
     finished = torch.zeros(b, dtype=torch.bool, device=src.device)  # (A,)
     for t in range(steps):
         logits, state = model.decode_step(tokens, state)
-        logp = next_log_probs(logits, t, options.min_len, cfg.pad_id, cfg.bos_id, cfg.eos_id)  # (A, V)
-        best_logp, tokens = logp.max(dim=-1)  # (A,)
+        best_logp, tokens = top_next_tokens(logits, 1, t, options.min_len, cfg.pad_id, cfg.bos_id, cfg.eos_id)
+        best_logp, tokens = best_logp[:, 0], tokens[:, 0]  # (A,)
         tokens = tokens.masked_fill(finished, cfg.pad_id)
         scores.index_add_(0, rows, best_logp.masked_fill(finished, 0.0))
         out[rows, t] = tokens
