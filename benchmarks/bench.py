@@ -62,10 +62,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default="tiny,base", help=f"comma-separated, of {','.join(SIZES)}")
     p.add_argument("--parts", default="train,decode,peak", help="comma-separated, of train,decode,peak,profile")
-    p.add_argument("--impls", default="ours,compiled,recompute,int8,nn,hf,ct2,export",
+    p.add_argument("--impls", default="ours,compiled,recompute,int8,bf16,nn,hf,ct2,export",
                    help="families to run (ours always): compiled = ours with the torch.compiled loss (train."
                    "compile_loss; training only), recompute = ours with activation checkpointing (training "
-                   "only), int8 = ours with int8 linear layers (decoding only), nn = torch.nn.Transformer, "
+                   "only), int8 = ours with int8 linear layers (decoding only), bf16 = ours with bfloat16 linear "
+                   "layers (decoding only, on CPUs with AMX or AVX512-BF16), nn = torch.nn.Transformer, "
                    "hf = Hugging Face Marian, ct2 = CTranslate2 (converted from Marian), export = our model "
                    "exported to CTranslate2 by `transformer export` (decoding only)")
     p.add_argument("--reps", type=int, default=5)

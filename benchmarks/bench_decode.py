@@ -27,6 +27,7 @@ from bench_report import add_row, add_skipped
 from bench_timing import interleaved, log
 from ct2_worker import Ct2Worker
 from transformer import Transformer
+from transformer.ops.linear import bf16_supported
 from workload import PAD, SIZES
 
 Translate = Callable[[int, int], int]  # (beam, length) -> output tokens per sentence
@@ -91,6 +92,15 @@ def decode_ours_int8(models: DecodeModels) -> Translate:
     return _generate(copy.deepcopy(models.ours).set_int8_inference(), models.src)
 
 
+def decode_ours_bf16(models: DecodeModels) -> Translate:
+    """Ours with bfloat16 products in every linear layer (``Transformer.set_inference_precision``)."""
+    return _generate(copy.deepcopy(models.ours).set_inference_precision("bfloat16"), models.src)
+
+
+def _no_bf16() -> str | None:
+    return None if bf16_supported() else "this CPU has no bf16 matrix units (AMX or AVX512-BF16)"
+
+
 def decode_hf(models: DecodeModels) -> Translate:
     """``MarianMTModel.generate`` with its key/value cache, on the sources in Marian's ids."""
     marian = models.marian
@@ -127,6 +137,7 @@ _CT2 = ("transformers", "ctranslate2")  # converted from the Marian model
 DECODERS: dict[str, DecodeImpl] = {impl.label: impl for impl in (
     DecodeImpl("ours", "ours", decode_ours),
     DecodeImpl("ours int8", "int8", decode_ours_int8),
+    DecodeImpl("ours bf16", "bf16", decode_ours_bf16, unavailable=_no_bf16),
     DecodeImpl("HF generate", "hf", decode_hf, needs=("transformers",)),
     DecodeImpl("CT2 float32", "ct2", partial(decode_ct2, "float32"), needs=_CT2),
     DecodeImpl("CT2 int8", "ct2", partial(decode_ct2, "int8"), needs=_CT2),

@@ -27,12 +27,14 @@ ALWAYS = "ours"  # the family that runs whatever --impls says
 @dataclass(frozen=True)
 class Impl:
     """One implementation of a part: its row ``label``, its ``--impls`` ``family``, the optional packages it
-    ``needs``, and ``build``, which makes it ready to time (see the part's module for its arguments)."""
+    ``needs``, and ``build``, which makes it ready to time (see the part's module for its arguments);
+    ``unavailable``: why this machine cannot run it, or None (checked with ``needs``)."""
 
     label: str
     family: str
     build: Callable[..., Any]
     needs: tuple[str, ...] = ()
+    unavailable: Callable[[], str | None] = lambda: None
 
 
 def select(impls: dict[str, Impl], families: Iterable[str]) -> tuple[list[Impl], dict[str, str]]:
@@ -43,9 +45,10 @@ def select(impls: dict[str, Impl], families: Iterable[str]) -> tuple[list[Impl],
     for impl in impls.values():
         if impl.family not in families:
             continue
-        missing = [name for name in impl.needs if importlib.util.find_spec(name) is None]
+        missing = [f"{name} is not installed" for name in impl.needs if importlib.util.find_spec(name) is None]
+        missing += [why] if (why := impl.unavailable()) else []
         if missing:
-            skipped[impl.label] = "; ".join(f"{name} is not installed" for name in missing)
+            skipped[impl.label] = "; ".join(missing)
         else:
             chosen.append(impl)
     return chosen, skipped

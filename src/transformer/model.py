@@ -22,7 +22,7 @@ from .layers import Ablations, DecoderLayer, EncoderLayer
 from .masks import source_mask, target_mask
 from .normalization import make_norm
 from .ops.linear import PackedWeights, packed_weights
-from .ops.linear import set_int8_inference as use_int8_weights
+from .ops.linear import set_inference_precision as use_precision
 from .ops.packing import Packing, encoder_layer_on_rows, keys_values_on_rows
 
 
@@ -194,22 +194,33 @@ class Transformer(nn.Module):
         layer, for about a third more compute (a second forward of the layers)."""
         self.encoder.recompute = self.decoder.recompute = enabled
 
-    def set_int8_inference(self, enabled: bool = True) -> Transformer:
-        """Inference on the CPU with int8 weights in every linear layer and the output projection
-        (``transformer.ops.linear``: dynamic quantization, W ~ s_n * q_n per output row, inputs quantized per
-        call): faster decoding at a small cost in accuracy; embeddings, attention and LayerNorm stay float32.
-        Float32 inference on the CPU only: training and autocast are unchanged.
+    def set_inference_precision(self, precision: str) -> Transformer:
+        """The precision of inference on the CPU in every linear layer and the output projection
+        (``transformer.ops.linear``): "float32" (the default), "int8" (dynamic quantization, W ~ s_n * q_n per
+        output row, inputs quantized per call) or "bfloat16" (on CPUs with bf16 matrix units): faster decoding
+        at a small cost in accuracy; embeddings, attention, softmax and LayerNorm stay float32. Float32 inference
+        on the CPU only: training and autocast are unchanged.
 
         Raises:
-            RuntimeError: the model is not on the CPU, or this PyTorch build has no int8 matrix product there.
+            ValueError: not one of those precisions.
+            RuntimeError: the model is not on the CPU, or this PyTorch build or CPU cannot run the precision.
         """
-        use_int8_weights(self, enabled)
+        use_precision(self, precision)
         return self
+
+    def set_int8_inference(self, enabled: bool = True) -> Transformer:
+        """``set_inference_precision("int8" if enabled else "float32")``."""
+        return self.set_inference_precision("int8" if enabled else "float32")
+
+    @property
+    def inference_precision(self) -> str:
+        """The precision ``set_inference_precision`` set ("float32" unless changed)."""
+        return next((p.precision for p in packed_weights(self)), "float32")
 
     @property
     def int8_inference(self) -> bool:
         """Whether ``set_int8_inference`` is on."""
-        return any(packed.int8 for packed in packed_weights(self))
+        return self.inference_precision == "int8"
 
     # -- the three parts of Figure 1 -------------------------------------------------------------
 

@@ -35,6 +35,7 @@ JSON_KEYS = {
     "ref",
     "lowercase",
     "int8",
+    "precision",
 }
 HYPS = ["The cat sat on the mat .", "a dog barks", "", "Zweihundert Katzen"]
 REFS = ["the cat sat on a mat .", "A dog barks loudly", "nothing", "zweihundert Katzen"]
@@ -149,6 +150,7 @@ def test_json_scores_equal_sacrebleu_on_the_written_hypotheses(cli, tiny_run, tm
     assert {k: scores[k] for k in expected} == expected
     assert scores["exact_match"] == sum(h == r for h, r in zip(hyps, refs)) / 30
     assert scores["beam_size"] == 2 and scores["lowercase"] is False and scores["int8"] is False
+    assert scores["precision"] == "float32"
     assert scores["seconds"] > 0 and scores["sentences_per_s"] == pytest.approx(30 / scores["seconds"])
     # the hypotheses are the Translator's
     translator = Translator.from_checkpoint(tiny_run.run_dir, device="cpu")

@@ -153,3 +153,26 @@ def test_int8_flag_translates_with_the_int8_model(cli, tiny_run) -> None:
     translator = Translator.from_checkpoint(tiny_run.run_dir, device="cpu")
     translator.model.set_int8_inference()
     assert result.out.splitlines() == expected_best(translator, lines, beam_size=4, length_penalty=0.6)
+
+
+@pytest.mark.parametrize("precision", ["int8", "bfloat16"])
+def test_precision_flag_translates_at_that_precision(cli, tiny_run, precision: str) -> None:
+    from transformer.ops.linear import bf16_supported
+
+    lines = ["twenty-one", "three hundred forty-two", "seven"]
+    result = cli("translate", "-c", tiny_run.run_dir, "--precision", precision, "--device", "cpu",
+                 stdin="\n".join(lines))
+    supported = int8_supported() if precision == "int8" else bf16_supported()
+    if not supported:
+        assert result.code == 2 and f"--precision {precision}: " in result.err
+        return
+    assert result.code == 0, result.err
+    translator = Translator.from_checkpoint(tiny_run.run_dir, device="cpu")
+    translator.model.set_inference_precision(precision)
+    assert result.out.splitlines() == expected_best(translator, lines, beam_size=4, length_penalty=0.6)
+
+
+def test_precision_and_int8_flags_exclude_each_other(cli, tiny_run, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli("translate", "-c", tiny_run.run_dir, "--precision", "float32", "--int8", stdin="seven")
+    assert exit_.value.code == 2 and "not allowed with argument" in capsys.readouterr().err

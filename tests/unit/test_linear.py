@@ -128,3 +128,40 @@ def test_int8_follows_weight_updates_and_leaves_training_exact() -> None:
         assert torch.all(layer(x) > 5)
         layer.packed.int8 = False  # back to float32: the exact product again
         torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias), atol=1e-5, rtol=1e-5)
+
+
+needs_bf16 = pytest.mark.skipif(not linear_module.bf16_supported(), reason="this CPU has no AMX or AVX512-BF16")
+
+
+@needs_bf16
+@pytest.mark.parametrize("shape", [(1, 16), (5, 16), (2, 7, 16)])
+def test_bfloat16_is_the_rounded_product_and_close_to_float(shape: tuple[int, ...]) -> None:
+    """x, W and b rounded to bfloat16, the product accumulated in float32 and rounded once to bfloat16."""
+    torch.manual_seed(0)
+    layer = Linear(16, 24)
+    layer.packed.precision = "bfloat16"
+    x = torch.randn(*shape)
+    with torch.inference_mode():
+        out, part = layer(x), layer.output_rows(x, 8, 24)
+    bf = torch.bfloat16
+    reference = F.linear(x.to(bf).double(), layer.weight.to(bf).double(), layer.bias.to(bf).double())
+    assert out.dtype == torch.float32 and out.shape == (*shape[:-1], 24)
+    torch.testing.assert_close(out.double(), reference.to(bf).double(), atol=1e-2, rtol=2**-8)
+    torch.testing.assert_close(part.double(), reference[..., 8:].to(bf).double(), atol=1e-2, rtol=2**-8)
+    exact = F.linear(x, layer.weight, layer.bias)
+    assert (out - exact).abs().max() < 0.02 * exact.abs().max()
+    with torch.enable_grad():
+        assert torch.equal(layer(x), exact)  # training: F.linear, exactly
+
+
+def test_set_inference_precision_names_the_problem() -> None:
+    from transformer.ops.linear import set_inference_precision
+
+    model = torch.nn.Sequential(Linear(4, 4))
+    with pytest.raises(ValueError, match="precision must be one of float32, int8, bfloat16, got 'fp8'"):
+        set_inference_precision(model, "fp8")
+    if not linear_module.bf16_supported():
+        with pytest.raises(RuntimeError, match="no bf16 matrix units"):
+            set_inference_precision(model, "bfloat16")
+    set_inference_precision(model, "float32")
+    assert model[0].packed.precision == "float32"

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..decoding.length_penalty import LENGTH_NORMALIZATIONS
 from ..decoding.options import DecodeOptionError, DecodeOptions
+from ..ops.linear import PRECISIONS
 
 if TYPE_CHECKING:
     from ..translator import Translator
@@ -32,7 +33,7 @@ def add_subcommands(parser: argparse.ArgumentParser, dest: str, metavar: str) ->
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, flags: tuple[str, ...] = ("--checkpoint", "-c")) -> None:
-    """The checkpoint to load, the device and int8 inference."""
+    """The checkpoint to load, the device and the precision of inference (``--precision``, ``--int8``)."""
     parser.add_argument(
         *flags,
         dest="checkpoint",
@@ -46,11 +47,21 @@ def add_model_arguments(parser: argparse.ArgumentParser, flags: tuple[str, ...] 
         metavar="DEVICE",
         help="auto (cuda when available), cpu, cuda or cuda:N (default: %(default)s)",
     )
-    parser.add_argument(
+    precision = parser.add_mutually_exclusive_group()
+    precision.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=None,  # float32; None so that argparse sees `--precision float32 --int8` as both given
+        help="CPU only: the precision of the linear layers' products. float32 (default) is exact; int8 (int8 "
+        "weights and inputs) and bfloat16 (on CPUs with AMX or AVX512-BF16) decode faster, slightly less "
+        "accurately (docs/performance.md)",
+    )
+    precision.add_argument(
         "--int8",
-        action="store_true",
-        help="CPU only: int8 weights and inputs in the linear layers (faster decoding, slightly less accurate; "
-        "docs/performance.md)",
+        dest="precision",
+        action="store_const",
+        const="int8",
+        help="--precision int8",
     )
 
 
@@ -100,7 +111,7 @@ def _flag_error(e: DecodeOptionError, args: argparse.Namespace) -> str:
 
 
 def load_translator(args: argparse.Namespace) -> Translator:
-    """The Translator of ``--checkpoint`` on ``--device`` (with ``--batch-tokens`` and ``--int8`` where the
+    """The Translator of ``--checkpoint`` on ``--device`` (with ``--batch-tokens`` and ``--precision`` where the
     command has them); UsageError naming the file when it cannot be loaded."""
     from ..translator import Translator
 
@@ -110,9 +121,9 @@ def load_translator(args: argparse.Namespace) -> Translator:
         raise UsageError(f"cannot load {args.checkpoint}: {e}") from None
     if getattr(args, "batch_tokens", None) is not None:
         translator.batch_tokens = args.batch_tokens
-    if args.int8:
+    if args.precision not in (None, "float32"):
         try:
-            translator.model.set_int8_inference()
+            translator.model.set_inference_precision(args.precision)
         except RuntimeError as e:
-            raise UsageError(f"--int8: {e}") from None
+            raise UsageError(f"--precision {args.precision}: {e}") from None
     return translator

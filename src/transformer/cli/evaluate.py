@@ -73,8 +73,10 @@ def format_text(scores: dict[str, Any], lowercase: bool) -> str:
     if not lowercase:  # with --lowercase the BLEU above is already the lower-cased one
         lines.append(f"BLEU|{scores['bleu_lowercase_signature']} = {scores['bleu_lowercase']:.2f}")
     lines.append(f"exact match: {100 * scores['exact_match']:.2f}% ({round(scores['exact_match'] * n)}/{n})")
+    precision = scores.get("precision", "float32")
     lines.append(
-        f"{n} sentences, beam {scores['beam_size']}{', int8' if scores.get('int8') else ''}, {scores['seconds']:.1f} s "
+        f"{n} sentences, beam {scores['beam_size']}{'' if precision == 'float32' else ', ' + precision}, "
+        f"{scores['seconds']:.1f} s "
         f"({scores['sentences_per_s']:.1f} sentences/s)"
     )
     return "\n".join(lines)
@@ -102,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
         "src": str(args.src),
         "ref": str(args.ref),
         "lowercase": args.lowercase,
-        "int8": args.int8,
+        "int8": args.precision == "int8",
+        "precision": args.precision or "float32",
     }
     print(json.dumps(scores, ensure_ascii=False) if args.json else format_text(scores, args.lowercase))
     return 0

@@ -33,6 +33,13 @@ from .common import (
 from .options import DecodeOptions
 
 
+def _best(x: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """The n largest of each row and their columns, equal values in column order (a stable sort: the few
+    candidates of a beam step are ordered the same whatever the kernel): (A, M) -> (A, n), (A, n)."""
+    values, columns = x.sort(dim=1, descending=True, stable=True)
+    return values[:, :n], columns[:, :n]
+
+
 @dataclass
 class _Beams:
     """The search over the A sentences still decoded: live hypotheses and the best finished ones."""
@@ -67,7 +74,7 @@ class _Beams:
         cand = (self.scores[:, :g, None] + logp.view(a, g, width)).view(a, g * width)  # (A, G*W)
         if cand.size(1) < 2 * k:  # a vocabulary smaller than the beam: the missing candidates are -inf
             cand = torch.nn.functional.pad(cand, (0, 2 * k - cand.size(1)), value=-torch.inf)
-        top_scores, top_idx = cand.topk(2 * k, dim=1)  # (A, 2K)
+        top_scores, top_idx = _best(cand, 2 * k)  # (A, 2K)
         top_idx = top_idx.clamp_max(g * width - 1)
         origin, cand_tok = top_idx // width, tokens.reshape(a, g * width).gather(1, top_idx)  # (A, 2K) each
         cand_seqs = self.seqs.gather(1, origin[:, :, None].expand(-1, -1, steps)).clone()  # (A, 2K, L)
@@ -79,7 +86,7 @@ class _Beams:
         lp = options.lp(t + 1)  # |Y| counts the EOS (or last) token
         self._merge_finished(torch.where(newly, top_scores / lp, -torch.inf), cand_seqs)
 
-        self.scores, pick = torch.where(ends, -torch.inf, top_scores).topk(k, dim=1)  # (A, K): the best going on
+        self.scores, pick = _best(torch.where(ends, -torch.inf, top_scores), k)  # (A, K): the best going on
         self.seqs = cand_seqs.gather(1, pick[:, :, None].expand(-1, -1, steps))
         self.done |= self._cannot_improve(options)
         return cand_tok.gather(1, pick).view(-1), origin.gather(1, pick)
@@ -88,7 +95,7 @@ class _Beams:
         """Keep the K best of the finished set and the newly finished candidates (A, 2K), (A, 2K, L)."""
         scores = torch.cat([self.fin_scores, cand_scores], dim=1)  # (A, 3K)
         seqs = torch.cat([self.fin_seqs, cand_seqs], dim=1)  # (A, 3K, L)
-        self.fin_scores, idx = scores.topk(self.fin_scores.size(1), dim=1)  # (A, K)
+        self.fin_scores, idx = _best(scores, self.fin_scores.size(1))  # (A, K)
         self.fin_seqs = seqs.gather(1, idx[:, :, None].expand(-1, -1, seqs.size(2)))
 
     def _cannot_improve(self, options: DecodeOptions) -> Tensor:

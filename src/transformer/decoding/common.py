@@ -64,7 +64,9 @@ def top_next_tokens(
     """The ``k`` most probable next tokens of each row and their log-probabilities, log softmax(logits)_v,
     among the tokens that may come next: PAD and BOS never, EOS not before ``min_len`` tokens (-inf).
 
-    Fewer than k tokens in the vocabulary: all of them. ``logits`` itself is not written.
+    Equal probabilities (frequent in bfloat16 or int8 inference) go to the lower token id first, as
+    ``torch.max`` picks them: so beam search of width 1 makes greedy decoding's choices. Fewer than k tokens
+    in the vocabulary: all of them. ``logits`` itself is not written.
     Shapes: logits (R, V) -> log-probabilities (R, k') float32, tokens (R, k') int64, k' = min(k, V), best first.
     """
     logp = torch.log_softmax(logits.float(), dim=-1)  # (R, V)
@@ -73,9 +75,13 @@ def top_next_tokens(
     if step < min_len:
         logp[:, eos_id] = -torch.inf
     if k == 1:
-        values, tokens = logp.max(dim=-1)
+        values, tokens = logp.max(dim=-1)  # the first of equal maxima
         return values[:, None], tokens[:, None]
-    return _top_k(logp, min(k, logp.size(-1)))
+    # 2 more than asked, so that a tie of up to 3 at the k-th place has all its tokens here to order
+    values, tokens = _top_k(logp, min(k + 2, logp.size(-1)))
+    tokens, by_id = tokens.sort(dim=-1, stable=True)
+    values, order = values.gather(1, by_id).sort(dim=-1, descending=True, stable=True)
+    return values[:, :k], tokens.gather(1, order)[:, :k]
 
 
 TOP_K_CHUNK = 128  # columns per chunk in ``_top_k``

@@ -16,6 +16,11 @@ W_nk ~ w_n * Q_nk with w_n = max_k |W_nk| / 127, x_mk ~ a_m * P_mk with a_m = ma
 rounded), so that (x W^T)_mn ~ a_m * w_n * sum_k P_mk Q_nk: one int8 x int8 -> int32 matrix product
 (``torch._int_mm``, oneDNN int8 kernels on x86 CPUs), rescaled to float32, plus the bias in float32.
 
+bfloat16 inference (``PackedWeights.precision = "bfloat16"``, ``Transformer.set_inference_precision``), under
+the same conditions, on CPUs with bf16 matrix units (AMX or AVX512-BF16, ``bf16_supported``): W and b are
+prepacked in bfloat16, x is rounded to bfloat16, the product is accumulated in float32 by oneDNN and rounded
+to bfloat16, and the result comes back as float32 (8 significant bits: relative error <= 2^-9 per rounding).
+
 Shapes: (..., K) -> (..., N) for W (N, K).
 """
 
@@ -28,6 +33,7 @@ from torch import Tensor, nn
 _enabled = True
 _works: bool | None = None  # the oneDNN operators, checked once
 _int8_works: bool | None = None  # torch._int_mm on the CPU, checked once
+PRECISIONS = ("float32", "int8", "bfloat16")  # of the prepacked inference path
 
 
 def set_packed_inference(enabled: bool) -> None:
@@ -63,6 +69,14 @@ def int8_supported() -> bool:
     return _int8_works
 
 
+def bf16_supported() -> bool:
+    """Whether this CPU has bf16 matrix units (AMX or AVX512-BF16), where oneDNN's bfloat16 products are several
+    times faster than float32 ones (without them they are emulated, and slower)."""
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
 def _quantize_rows(x: Tensor) -> tuple[Tensor, Tensor]:
     """Symmetric int8 quantization of each row: (M, K) float32 -> P (M, K) int8, scales (M, 1) float32."""
     scale = x.abs().amax(dim=1, keepdim=True).clamp_min(1e-30) / 127.0  # (M, 1)
@@ -77,47 +91,72 @@ def _int8_linear(x: Tensor, packed: tuple[Tensor, Tensor], bias: Tensor | None) 
     return out if bias is None else out.add_(bias)
 
 
-def _packable(x: Tensor, weight: Tensor, int8: bool) -> bool:
+def _packable(x: Tensor, weight: Tensor, precision: str) -> bool:
     """Inference on the CPU in float32, with the kernels working (and, for float32, packing turned on)."""
+    works = int8_supported() if precision == "int8" else (_enabled or precision == "bfloat16") and _onednn_works()
     return (
         not torch.is_grad_enabled()
         and x.device.type == "cpu"
         and x.dtype == torch.float32
         and weight.dtype == torch.float32
         and not torch.is_autocast_enabled("cpu")
-        and (int8_supported() if int8 else _enabled and _onednn_works())
+        and works
     )
+
+
+def _pack(weight: Tensor, bias: Tensor | None, precision: str) -> tuple:
+    """The inference form of (W, b) at ``precision``: what ``_product`` takes."""
+    w = weight.detach()
+    if precision == "int8":
+        q, w_scale = _quantize_rows(w)  # (N, K), (N, 1)
+        return q.t(), w_scale.view(-1)  # Q^T (K, N) as a view of row-major Q
+    if precision == "bfloat16":
+        b16 = None if bias is None else bias.detach().to(torch.bfloat16)
+        return torch.ops.mkldnn._reorder_linear_weight(w.to(torch.bfloat16).contiguous(), None), b16
+    return (torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), None),)
+
+
+def _product(rows: Tensor, packed: tuple, bias: Tensor | None, precision: str) -> Tensor:
+    """rows W^T + b by the packed weights: (M, K) float32 -> (M, N) float32."""
+    if precision == "int8":
+        return _int8_linear(rows, packed, bias)
+    if precision == "bfloat16":
+        w16, b16 = packed
+        return torch.ops.mkldnn._linear_pointwise(rows.to(torch.bfloat16), w16, b16, "none", [], "").float()
+    return torch.ops.mkldnn._linear_pointwise(rows, packed[0], bias, "none", [], "")
 
 
 class PackedWeights:
     """Prepacked copies of weight matrices, one per ``slot``, remade when the weight changes (its storage
-    or its in-place version counter, which optimizer steps and ``load_state_dict`` advance)."""
+    or its in-place version counter, which optimizer steps and ``load_state_dict`` advance) or the precision
+    does. ``precision``: one of ``PRECISIONS`` (module docstring)."""
 
     def __init__(self) -> None:
-        self._entries: dict[object, tuple[tuple, object]] = {}
-        self.int8 = False  # inference with int8 weights (module docstring)
+        self._entries: dict[object, tuple[tuple, tuple]] = {}
+        self.precision = "float32"
+
+    @property
+    def int8(self) -> bool:
+        """Whether the precision is int8."""
+        return self.precision == "int8"
+
+    @int8.setter
+    def int8(self, enabled: bool) -> None:
+        self.precision = "int8" if enabled else "float32"
 
     def linear(self, x: Tensor, weight: Tensor, bias: Tensor | None, slot: object = None) -> Tensor:
         """x W^T + b: (..., K) -> (..., N)."""
-        if not _packable(x, weight, self.int8):
+        if not _packable(x, weight, self.precision):
             if self._entries:
                 self._entries.clear()
             return F.linear(x, weight, bias)
-        key = (self.int8, weight.data_ptr(), weight._version, tuple(weight.shape), weight.stride())
+        key = (self.precision, weight.data_ptr(), weight._version, tuple(weight.shape), weight.stride(),
+               None if bias is None else (bias.data_ptr(), bias._version))
         entry = self._entries.get(slot)
         if entry is None or entry[0] != key:
-            if self.int8:
-                q, w_scale = _quantize_rows(weight.detach())  # (N, K), (N, 1)
-                packed: object = (q.t(), w_scale.view(-1))  # Q^T (K, N) as a view of row-major Q
-            else:
-                packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), None)
-            entry = (key, packed)
+            entry = (key, _pack(weight, bias, self.precision))
             self._entries[slot] = entry
-        rows = x.reshape(-1, x.size(-1))  # (M, K)
-        if self.int8:
-            out = _int8_linear(rows, entry[1], bias)  # (M, N)
-        else:
-            out = torch.ops.mkldnn._linear_pointwise(rows, entry[1], bias, "none", [], "")  # (M, N)
+        out = _product(x.reshape(-1, x.size(-1)), entry[1], bias, self.precision)  # (M, N)
         return out.view(*x.shape[:-1], out.size(-1))
 
 
@@ -138,22 +177,34 @@ class Linear(nn.Linear):
         return self.packed.linear(x, self.weight[start:stop], bias, slot=(start, stop))
 
 
-def set_int8_inference(model: nn.Module, enabled: bool = True) -> None:
-    """int8 weights (module docstring) in every prepacked product of ``model``: each ``Linear`` and any other
-    ``PackedWeights`` a module holds (the output projection). float32 inference on the CPU only; training,
-    autocast and other devices are unchanged.
+def set_inference_precision(model: nn.Module, precision: str) -> None:
+    """The precision of every prepacked product of ``model`` (each ``Linear`` and any other ``PackedWeights`` a
+    module holds, the output projection): "float32", "int8" or "bfloat16" (module docstring). Float32
+    inference on the CPU only: training, autocast and other devices are unchanged.
 
     Raises:
-        RuntimeError: ``model`` is not on the CPU, or this PyTorch build has no int8 matrix product there.
+        ValueError: an unknown precision.
+        RuntimeError: ``model`` is not on the CPU, or this PyTorch build or CPU cannot run the precision.
     """
-    if enabled:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "float32":
         devices = {p.device for p in model.parameters()}
         if devices != {torch.device("cpu")}:
-            raise RuntimeError(f"int8 inference runs on the CPU only, but the model is on {sorted(map(str, devices))}")
-        if not int8_supported():
-            raise RuntimeError("this PyTorch build has no int8 matrix product on the CPU (torch._int_mm)")
+            raise RuntimeError(f"{precision} inference runs on the CPU only, but the model is on "
+                               f"{sorted(map(str, devices))}")
+    if precision == "int8" and not int8_supported():
+        raise RuntimeError("this PyTorch build has no int8 matrix product on the CPU (torch._int_mm)")
+    if precision == "bfloat16" and not (bf16_supported() and _onednn_works()):
+        raise RuntimeError("this CPU has no bf16 matrix units (AMX or AVX512-BF16), where bfloat16 products "
+                           "would be slower than float32 ones")
     for packed in packed_weights(model):
-        packed.int8 = enabled
+        packed.precision = precision
+
+
+def set_int8_inference(model: nn.Module, enabled: bool = True) -> None:
+    """``set_inference_precision(model, "int8" if enabled else "float32")``."""
+    set_inference_precision(model, "int8" if enabled else "float32")
 
 
 def packed_weights(model: nn.Module) -> list[PackedWeights]:
