@@ -95,15 +95,16 @@ def _top_k(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
 
     Shapes: x (R, V) -> values (R, k), indices (R, k) int64, largest first.
     """
-    c = TOP_K_CHUNK
-    if x.size(-1) < 8 * k * c:  # few chunks: no gain
+    c, (rows, vocab) = TOP_K_CHUNK, x.shape
+    if vocab < 8 * k * c:  # few chunks: no gain
         return x.topk(k, dim=-1)
-    if x.size(-1) % c:
-        x = torch.nn.functional.pad(x, (0, c - x.size(-1) % c), value=-torch.inf)
-    chunks = x.view(x.size(0), -1, c)  # (R, V/c, c)
+    whole = vocab - vocab % c  # the columns in whole chunks; the rest, under c, are candidates as they are
+    chunks = x[:, :whole].view(rows, whole // c, c)  # (R, V/c, c), a view
     _, best = chunks.amax(dim=-1).topk(k, dim=-1)  # (R, k) the chunks with the k largest maxima
-    values, idx = chunks.gather(1, best[:, :, None].expand(-1, -1, c)).view(x.size(0), k * c).topk(k, dim=-1)
-    return values, best.gather(1, idx // c) * c + idx % c
+    columns = (best[:, :, None] * c + torch.arange(c, device=x.device)).view(rows, k * c)  # (R, k c)
+    columns = torch.cat([columns, torch.arange(whole, vocab, device=x.device).expand(rows, -1)], dim=1)
+    values, idx = x.gather(1, columns).topk(k, dim=-1)
+    return values, columns.gather(1, idx)
 
 
 def strip_eos(tokens: Tensor, eos_id: int, pad_id: int) -> tuple[Tensor, Tensor]:
