@@ -10,7 +10,6 @@ shape (see ``serve.errors``)::
 the request model is a local of ``create_app``.)
 """
 
-import asyncio
 import contextlib
 import math
 from collections.abc import Sequence
@@ -20,8 +19,8 @@ from fastapi import FastAPI, Response
 
 from ..decoding import DecodeOptions
 from .attention import add_attention
-from .batcher import Batcher, QueueFull, ShuttingDown
-from .errors import ErrorResponse, ServiceError, install_error_handling
+from .batcher import Batcher
+from .errors import ErrorResponse, install_error_handling, within_timeout
 from .page import add_page
 from .schemas import HealthResponse, Hypothesis, ServeConfig, TranslateResponse, TranslationResult, request_model
 from .validation import checked_texts, decode_options
@@ -95,19 +94,8 @@ def _add_translate(app: FastAPI, translator: TranslatorLike, batcher: Batcher, c
         texts = checked_texts(body, translator, cfg)
         options = decode_options(cfg, beam_size=body.beam_size, n_best=body.n_best, length_penalty=body.length_penalty,
                                  length_normalization=body.length_normalization)
-        try:
-            nbests = await asyncio.wait_for(batcher.submit(texts, options), cfg.timeout_s)
-        except QueueFull as exc:
-            raise ServiceError(503, "queue_full", f"{exc}; retry later", headers={"Retry-After": "1"}) from exc
-        except ShuttingDown as exc:
-            raise ServiceError(503, "unavailable", str(exc), headers={"Retry-After": "5"}) from exc
-        except asyncio.TimeoutError as exc:
-            app.state.timeouts += 1
-            raise ServiceError(
-                504, "timeout", f"the translation did not finish within {cfg.timeout_s:g} s; the server is busy"
-            ) from exc
-        except Exception as exc:
-            raise ServiceError(500, "translation_failed", f"the model failed on this request: {exc}") from exc
+        nbests = await within_timeout(app, batcher.submit(texts, options), cfg.timeout_s, "translation",
+                                      "translation_failed")
         return TranslateResponse(translations=[_result(nb, options.n_best) for nb in nbests])
 
 

@@ -22,7 +22,7 @@ from fastapi import FastAPI, Response
 
 from ..decoding import DecodeOptions
 from .batcher import ShuttingDown
-from .errors import ErrorResponse, ServiceError
+from .errors import ErrorResponse, ServiceError, within_timeout
 from .schemas import AttentionResponse, AttentionWeights, ServeConfig, attention_request_model
 from .validation import checked_text, decode_options
 
@@ -152,19 +152,8 @@ def add_attention(app: FastAPI, translator: Any, cfg: ServeConfig) -> AttentionW
         options = decode_options(cfg, beam_size=body.beam_size, n_best=1, length_penalty=body.length_penalty,
                                  length_normalization=body.length_normalization)
         check_source_size(AttentionShape.of(translator), n_tokens, options, cfg)
-        try:
-            content = await asyncio.wait_for(worker.answer(body.text, options), cfg.timeout_s)
-        except ServiceError:
-            raise
-        except asyncio.TimeoutError as exc:
-            app.state.timeouts += 1
-            raise ServiceError(
-                504, "timeout", f"the attention did not finish within {cfg.timeout_s:g} s; the server is busy"
-            ) from exc
-        except ShuttingDown as exc:
-            raise ServiceError(503, "unavailable", str(exc), headers={"Retry-After": "5"}) from exc
-        except Exception as exc:
-            raise ServiceError(500, "attention_failed", f"the model failed on this request: {exc}") from exc
+        content = await within_timeout(app, worker.answer(body.text, options), cfg.timeout_s, "attention",
+                                       "attention_failed")
         return Response(content, media_type="application/json")
 
     return worker

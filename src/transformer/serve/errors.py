@@ -5,10 +5,11 @@ field -> 422), Starlette's HTTP errors (404, 405), non-JSON bodies (415) and ove
 before the body is read), and anything unexpected (500).
 """
 
+import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -17,6 +18,10 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
+
+from .batcher import QueueFull, ShuttingDown
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +34,27 @@ class ServiceError(Exception):
     ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.field, self.headers = status, code, message, field, headers
+
+
+async def within_timeout(app: FastAPI, job: Awaitable[T], timeout_s: float, what: str, failed_code: str) -> T:
+    """``await job`` for at most ``timeout_s``, its failures as ServiceErrors: a full queue or a server shutting
+    down -> 503, the timeout -> 504 (counted in ``app.state.timeouts``), anything else -> 500 ``failed_code``;
+    ``what`` names the work in the messages ("translation")."""
+    try:
+        return await asyncio.wait_for(job, timeout_s)
+    except ServiceError:
+        raise
+    except QueueFull as exc:
+        raise ServiceError(503, "queue_full", f"{exc}; retry later", headers={"Retry-After": "1"}) from exc
+    except ShuttingDown as exc:
+        raise ServiceError(503, "unavailable", str(exc), headers={"Retry-After": "5"}) from exc
+    except asyncio.TimeoutError as exc:
+        app.state.timeouts += 1
+        raise ServiceError(
+            504, "timeout", f"the {what} did not finish within {timeout_s:g} s; the server is busy"
+        ) from exc
+    except Exception as exc:
+        raise ServiceError(500, failed_code, f"the model failed on this request: {exc}") from exc
 
 
 class ErrorDetail(BaseModel):
