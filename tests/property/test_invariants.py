@@ -109,8 +109,12 @@ def test_padding_invariance(
 @given(batch=sentences, tgt=sentence, data=st.data(), norm_first=variant)
 def test_batch_invariance(batch: list[list[int]], tgt: list[int], data: st.DataObject, norm_first: bool) -> None:
     """A sentence alone and inside a padded batch: the same logits, and exactly the same greedy/beam output."""
-    model = tiny_model(norm_first, sharp=True)
-    i = data.draw(st.integers(0, len(batch) - 1), label="i")
+    assert_batch_invariant(tiny_model(norm_first, sharp=True), batch, tgt, data.draw(st.integers(0, len(batch) - 1),
+                                                                                      label="i"))
+
+
+def assert_batch_invariant(model: Transformer, batch: list[list[int]], tgt: list[int], i: int) -> None:
+    """Sentence i of ``batch`` alone and in the padded batch: the same logits, the same greedy and beam-3 output."""
     src, alone = pad_batch(batch), pad_batch([batch[i]])
     tgt_in = torch.tensor([BOS, *tgt])
     with torch.no_grad():
@@ -165,7 +169,10 @@ def test_cached_decoding_equals_full_forward(
 @FEW
 @given(src=sentences, min_len=st.integers(0, 3), norm_first=variant)
 def test_beam_size_one_is_greedy(src: list[list[int]], min_len: int, norm_first: bool) -> None:
-    model = tiny_model(norm_first, sharp=True)
+    assert_beam_one_is_greedy(tiny_model(norm_first, sharp=True), src, min_len)
+
+
+def assert_beam_one_is_greedy(model: Transformer, src: list[list[int]], min_len: int) -> None:
     src_t = pad_batch(src)
     greedy = greedy_search(model, src_t, DecodeOptions(max_len=7, min_len=min_len))
     beam = beam_search(model, src_t, DecodeOptions(beam_size=1, max_len=7, min_len=min_len, length_penalty=0.0))

@@ -13,10 +13,18 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_invariants import BOS, PAD, VOCAB, pad_batch, sentence, sentences, tiny_model
+from test_invariants import (
+    BOS,
+    VOCAB,
+    assert_batch_invariant,
+    assert_beam_one_is_greedy,
+    pad_batch,
+    sentence,
+    sentences,
+    tiny_model,
+)
 
 from transformer import Transformer
-from transformer.decoding import DecodeOptions, beam_search, greedy_search
 from transformer.ops.linear import bf16_supported, int8_supported
 
 FEW = settings(max_examples=30, deadline=None)
@@ -36,20 +44,8 @@ def model_at(precision: str, sharp: bool) -> Transformer:
 @given(batch=sentences, tgt=sentence, data=st.data())
 def test_batch_invariance(precision: str, batch: list[list[int]], tgt: list[int], data: st.DataObject) -> None:
     """A sentence alone and inside a padded batch: the same logits, and exactly the same greedy/beam output."""
-    model = model_at(precision, sharp=True)
-    i = data.draw(st.integers(0, len(batch) - 1), label="i")
-    src, alone = pad_batch(batch), pad_batch([batch[i]])
-    tgt_in = torch.tensor([BOS, *tgt])
-    with torch.no_grad():
-        in_batch = model(src, tgt_in.expand(len(batch), -1))[i]
-        by_itself = model(alone, tgt_in[None])[0]
-    torch.testing.assert_close(in_batch, by_itself, atol=1e-5, rtol=1e-5)
-    for beam in (1, 3):
-        out_batch = model.generate(src, beam_size=beam, max_len=6)[i]
-        out_alone = model.generate(alone, beam_size=beam, max_len=6)[0]
-        n = out_alone.size(0)
-        assert torch.equal(out_batch[:n], out_alone), beam
-        assert bool((out_batch[n:] == PAD).all()), beam
+    assert_batch_invariant(model_at(precision, sharp=True), batch, tgt, data.draw(st.integers(0, len(batch) - 1),
+                                                                                  label="i"))
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
@@ -85,9 +81,4 @@ def test_cached_decoding_equals_full_forward(
 @FEW
 @given(src=sentences, min_len=st.integers(0, 3))
 def test_beam_size_one_is_greedy(precision: str, src: list[list[int]], min_len: int) -> None:
-    model = model_at(precision, sharp=True)
-    src_t = pad_batch(src)
-    greedy = greedy_search(model, src_t, DecodeOptions(max_len=7, min_len=min_len))
-    beam = beam_search(model, src_t, DecodeOptions(beam_size=1, max_len=7, min_len=min_len, length_penalty=0.0))
-    assert torch.equal(beam.tokens, greedy.tokens)
-    torch.testing.assert_close(beam.scores, greedy.scores, atol=1e-4, rtol=1e-5)
+    assert_beam_one_is_greedy(model_at(precision, sharp=True), src, min_len)

@@ -264,10 +264,14 @@ def test_hovering_a_target_token_highlights_its_row(page, site, numbers_run, sho
 
 
 def test_api_errors_show_in_the_page(page, site, numbers_run, shots):
-    for text, beam in [("", None), ("   ", None), (numbers_run.test_src[4], 99)]:
+    too_long = " ".join(["seven"] * 300)  # over the server's 256 source tokens
+    cases = [("", None, "empty_text"), ("   ", None, "empty_text"), (too_long, None, "text_too_long"),
+             (numbers_run.test_src[4], 99, "invalid_request")]
+    for text, beam, code in cases:
         translate(page, text, beam=beam)
         body = {"text": text, "n_best": 1, **({"beam_size": beam} if beam is not None else {})}
         error = api(site, "translate", body).json()["error"]
+        assert error["code"] == code
         assert visible(page, "#error")
         assert page.text_content("#error-message") == error["message"]
         assert page.text_content("#error-code") == error["code"]
