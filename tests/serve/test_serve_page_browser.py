@@ -251,12 +251,29 @@ def test_hovering_a_target_token_highlights_its_row(page, site, numbers_run, sho
     best = max(range(len(sources)), key=lambda c: weights[row][c])
     readout = page.text_content("#readout")
     assert readout.startswith(f"{outputs[row]} attends to: {sources[best]} {weights[row][best]:.3f}")
+    page.evaluate("window.drawnCell = document.querySelector('#heatmap rect.cell')")
     page.screenshot(path=shots / "hover-row.png", full_page=True)  # an element shot would move the mouse away
+    # A full-page shot resizes the window's height only: past the page's 150 ms resize delay, nothing was redrawn.
+    page.wait_for_timeout(400)
+    assert page.evaluate("document.querySelector('#heatmap rect.cell') === window.drawnCell")
+    assert page.text_content("#readout") == readout
 
     page.hover(f"#heatmap rect.cell[data-row='{row}'][data-col='{best}']")
-    assert page.text_content("#readout") == f"{outputs[row]} → {sources[best]}: {weights[row][best]:.4f}"
+    cell_readout = f"{outputs[row]} → {sources[best]}: {weights[row][best]:.4f}"
+    assert page.text_content("#readout") == cell_readout
     assert page.locator("#heatmap rect.cell.active").count() == 1
     assert page.locator("#heatmap rect.cell.in-col").count() == len(outputs)
+
+    # Narrower: redrawn smaller, and the readout still names the one lit cell (the one now under the pointer).
+    page.set_viewport_size({**LAPTOP, "width": LAPTOP["width"] - 200})
+    page.wait_for_timeout(400)
+    to_pairs = "cells => cells.map((c) => [c.dataset.row, c.dataset.col])"
+    active = page.eval_on_selector_all("#heatmap rect.cell.active", to_pairs)
+    assert len(active) == 1
+    r, c = map(int, active[0])
+    assert page.text_content("#readout") == f"{outputs[r]} → {sources[c]}: {weights[r][c]:.4f}"
+    page.set_viewport_size(LAPTOP)
+    page.wait_for_timeout(400)
 
     page.hover(f"#alignment .output-token[data-row='{row}']")  # the alignment view: this token's lines
     lines = page.eval_on_selector_all("#alignment .align-line.lit", "ls => ls.map((l) => Number(l.dataset.row))")

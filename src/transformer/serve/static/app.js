@@ -43,6 +43,8 @@ const VIRIDIS = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89
 let data = null; // the last answer of POST /attention
 let view = null; // what the heatmap shows now: {rows, cols, matrix, masked, cells, byRow, byCol, ...}
 let ticket = 0; // the latest translation request; older answers are ignored
+let pointed = null; // {r, c}: the heatmap row and/or column under the pointer (null: none)
+let renderedWidths = ""; // the boxes' widths the figures were last drawn for
 
 const $ = (id) => document.getElementById(id);
 
@@ -242,6 +244,8 @@ function headName(head) {
 
 function render() {
   if (!data) return;
+  renderedWidths = boxWidths();
+  pointed = null;
   const kindName = $("kind").value;
   const kind = KINDS[kindName];
   const layer = Number($("layer").value);
@@ -253,6 +257,22 @@ function render() {
   $("alignment-caption").textContent = `Alignment: encoder-decoder attention of layer ${crossLayer + 1}, ` +
     `${headName(head)}, as lines from each output token (right) to the source tokens (left); the thicker ` +
     "the line, the larger the weight.";
+}
+
+function boxWidths() {
+  return `${$("heatmap-box").clientWidth} ${$("alignment-box").clientWidth}`;
+}
+
+// After a resize: redraw only if the figures' room changed (a full-page screenshot, or a phone's address bar,
+// resizes the window's height alone), and keep what the pointer was on lit.
+function relayout() {
+  if (!data || boxWidths() === renderedWidths) return;
+  const kept = pointed;
+  render();
+  if (kept) {
+    pointed = kept;
+    highlight(kept.r, kept.c);
+  }
 }
 
 // -- the heatmap -----------------------------------------------------------------------------------------
@@ -435,6 +455,7 @@ function onHeatmapPointer(event) {
   if (!target || !view) return;
   const r = target.dataset.row === undefined ? null : Number(target.dataset.row);
   const c = target.dataset.col === undefined ? null : Number(target.dataset.col);
+  pointed = { r, c };
   highlight(r, c);
 }
 
@@ -518,6 +539,7 @@ function init() {
   heatmap.addEventListener("mouseover", onHeatmapPointer);
   heatmap.addEventListener("click", onHeatmapPointer); // a tap on a phone
   heatmap.addEventListener("mouseleave", () => {
+    pointed = null;
     clearHighlight();
     if (view) $("readout").textContent = "Point at a token or a cell.";
   });
@@ -528,7 +550,7 @@ function init() {
   let resizing = null;
   window.addEventListener("resize", () => {
     clearTimeout(resizing);
-    resizing = setTimeout(render, 150);
+    resizing = setTimeout(relayout, 150);
   });
   loadDefaults();
 }
