@@ -48,6 +48,23 @@ def attention(
     return out, (weights if need_weights else None)
 
 
+def lineage_attention(q: Tensor, k: Tensor, v: Tensor, slots: Tensor, scale: float | None = None) -> Tensor:
+    """Attention of g beams over the keys of their own histories, which lie among their sentence's shared slots:
+    out_j = sum_s softmax_s(q_j . k[slots_js] / sqrt(d_k)) v[slots_js].
+
+    Each query is scored against all T g keys of its sentence in one matmul (no gather of keys: a beam search
+    reorder then copies no cache), its own T kept; the weights go back to their slots, zeros elsewhere, for the
+    product with the values. The same weights as ``attention`` over each beam's keys in order, to rounding.
+    Shapes: q (B, H, g, Dh), k and v (B, H, T g, Dh), slots (B, 1|H, g, T) int64 indices into T g
+    -> (B, H, g, Dh).
+    """
+    scale = 1.0 / math.sqrt(q.size(-1)) if scale is None else scale
+    every = torch.matmul(q, k.transpose(-2, -1))  # (B, H, g, T g): each beam against every slot
+    slots = slots.expand(*every.shape[:2], *slots.shape[2:])  # (B, H, g, T)
+    weights = torch.softmax(every.gather(-1, slots).mul_(scale), dim=-1)  # (B, H, g, T)
+    return torch.matmul(every.zero_().scatter_(-1, slots, weights), v)  # (B, H, g, Dh)
+
+
 def scaled_dot_product_attention(
     q: Tensor,
     k: Tensor,
@@ -136,6 +153,17 @@ class MultiHeadAttention(nn.Module):
         """
         heads, weights = self.attend_heads(q, k, v, mask, need_weights)
         return self.w_o(heads), weights
+
+    def attend_beams(self, q: Tensor, k: Tensor, v: Tensor, slots: Tensor) -> Tensor:
+        """Self-attention of one decoding step for the g beams of each sentence over the keys of their own
+        histories (``lineage_attention``; ``transformer.cache`` says where they lie), concatenation and W_O.
+        Shapes: q (B g, H, 1, Dh), k and v (B, H, T, g, Dh), slots (B, 1, g, T) -> (B g, 1, D).
+        """
+        b, heads, t, g, d_head = k.shape
+        q = q.view(b, g, heads, d_head).transpose(1, 2)  # (B, H, g, Dh)
+        flat = (b, heads, t * g, d_head)  # positions outer, slots inner: a view
+        out = lineage_attention(q, k.reshape(flat), v.reshape(flat), slots, self.scale)  # (B, H, g, Dh)
+        return self.w_o(out.transpose(1, 2).reshape(b * g, 1, self.d_model))
 
     def attend_heads(
         self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, need_weights: bool = False

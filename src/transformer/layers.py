@@ -174,23 +174,28 @@ class DecoderLayer(_Layer):
         cross_k: Tensor,
         cross_v: Tensor,
         src_mask: Tensor,
+        key_slots: Tensor | None = None,
     ) -> Tensor:
         """One incremental step: writes this position's key/value into the cache in place.
 
-        No causal mask is needed: the cache holds positions 0..step only.
-        Shapes: x (B, 1, D), self_k/self_v (B, H, C, Dh) with C > step, cross_k/cross_v (B, H, S, Dh),
-        src_mask (B, 1, 1, S) -> (B, 1, D).
+        No causal mask is needed: the cache holds positions 0..step only. With g > 1 rows per source row (beam
+        search) a row's earlier keys are found through ``key_slots`` (``DecoderState.key_slots``).
+        Shapes: x (R, 1, D) with R = B g, self_k/self_v (B, H, C, g, Dh) with C > step, cross_k/cross_v
+        (B, H, S, Dh), src_mask (B, 1, 1, S), key_slots (B, 1, g, step+1) or None (g = 1) -> (R, 1, D).
         """
 
         def self_attend(h: Tensor) -> Tensor:
-            q, k, v = self.self_attn.project_qkv(h)  # 3 x (B, H, 1, Dh)
-            self_k[:, :, step : step + 1] = k
-            self_v[:, :, step : step + 1] = v
-            keys, values = self_k[:, :, : step + 1], self_v[:, :, : step + 1]  # (B, H, step+1, Dh)
-            return self.self_attn.attend(q, keys, values, None)[0]
+            q, k, v = self.self_attn.project_qkv(h)  # 3 x (R, H, 1, Dh)
+            b, heads, _, g, d_head = self_k.shape
+            self_k[:, :, step] = k.view(b, g, heads, d_head).transpose(1, 2)  # (B, H, g, Dh) into slots 0..g-1
+            self_v[:, :, step] = v.view(b, g, heads, d_head).transpose(1, 2)
+            keys, values = self_k[:, :, : step + 1], self_v[:, :, : step + 1]  # (B, H, step+1, g, Dh)
+            if key_slots is None:
+                return self.self_attn.attend(q, keys[:, :, :, 0], values[:, :, :, 0], None)[0]
+            return self.self_attn.attend_beams(q, keys, values, key_slots)
 
         def cross_attend(h: Tensor) -> Tensor:
-            q = self.cross_attn.project_q(h)  # (B, H, 1, Dh)
+            q = self.cross_attn.project_q(h)  # (R, H, 1, Dh)
             return self.cross_attn.attend(q, cross_k, cross_v, src_mask)[0]
 
         x = self.self_block(x, self_attend)

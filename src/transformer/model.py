@@ -118,10 +118,12 @@ class Decoder(nn.Module):
         return self._final_norm(x), self_weights, cross_weights
 
     def step(self, x: Tensor, state: DecoderState) -> Tensor:
-        """One position for every row: x (B, 1, D) -> (B, 1, D); writes the cache at ``state.step``."""
+        """One position for every row: x (R, 1, D) -> (R, 1, D); writes the cache at ``state.step``."""
+        slots = state.key_slots()  # (B, 1, g, step+1), the same for every layer; None when g = 1
         for i, layer in enumerate(self.layers):
             x = layer.step(
-                x, state.self_k[i], state.self_v[i], state.step, state.cross_k[i], state.cross_v[i], state.src_mask
+                x, state.self_k[i], state.self_v[i], state.step, state.cross_k[i], state.cross_v[i], state.src_mask,
+                slots,
             )
         return self._final_norm(x)
 
@@ -268,7 +270,7 @@ class Transformer(nn.Module):
     def start_state(self, memory: Tensor, src_mask: Tensor, capacity: int = 64) -> DecoderState:
         """An empty cache, with each layer's cross-attention keys/values computed once.
 
-        Shapes: memory (B, S, D), src_mask (B, 1, 1, S); buffers (L, B, H, capacity, Dh).
+        Shapes: memory (B, S, D), src_mask (B, 1, 1, S); buffers (L, B, H, capacity, 1, Dh).
 
         Raises:
             ValueError: the model has no causal mask (``cfg.causal_mask`` off, an ablation): it learnt to read
@@ -282,7 +284,7 @@ class Transformer(nn.Module):
         d_head = cfg.d_model // cfg.n_heads
         n = len(self.decoder.layers)
         cross = [layer.cross_attn.project_kv(memory) for layer in self.decoder.layers]
-        empty = memory.new_empty(n, b, cfg.n_heads, max(capacity, 1), d_head)
+        empty = memory.new_empty(n, b, cfg.n_heads, max(capacity, 1), 1, d_head)
         stack = lambda ts: torch.stack(ts) if ts else memory.new_empty(0, b, cfg.n_heads, memory.size(1), d_head)  # noqa: E731
         return DecoderState(
             self_k=empty,

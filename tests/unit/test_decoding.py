@@ -1,8 +1,8 @@
 """Greedy and beam search against a stub model with a hand-written probability table (the fairseq /
 OpenNMT pattern): the expected outputs and scores are computed by hand, or by exhaustive enumeration.
 
-The stub keeps its prefix in a real ``DecoderState`` (token ids stored in ``self_k``), so that beam
-search's ``state.select`` reorders it exactly as it reorders a model's key/value cache.
+The stub keeps its prefix in a real ``DecoderState`` (token ids stored in ``self_k``, read back through the
+state's lineage), so that beam search's reorders move it exactly as they move a model's key/value cache.
 
 Shapes: B batch, S source length, R rows (B * beams), V vocabulary, C capacity.
 """
@@ -46,7 +46,7 @@ class StubModel:
 
     def start_state(self, memory: Tensor, src_mask: Tensor, capacity: int = 64) -> DecoderState:
         b, s, _ = memory.shape
-        history = torch.zeros(1, b, 1, max(capacity, 1), 1)  # (L=1, B, H=1, C, Dh=1): tokens so far
+        history = torch.zeros(1, b, 1, max(capacity, 1), 1, 1)  # (L=1, B, H=1, C, g=1, Dh=1): tokens so far
         return DecoderState(
             self_k=history,
             self_v=history.clone(),
@@ -59,11 +59,12 @@ class StubModel:
     def decode_step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
         self.calls += 1
         state = state.ensure_capacity(state.step + 1)
-        state.self_k[0, :, 0, state.step, 0] = tokens.float()
+        state.self_k[0, :, 0, state.step, :, 0] = tokens.view(-1, state.rows_per_source).float()  # (B, g)
+        history = state.row_caches()[0][0, :, 0, : state.step + 1, 0]  # (R, step+1): each row's tokens, by lineage
         logits = torch.full((tokens.size(0), VOCAB), -math.inf)
         for row in range(tokens.size(0)):
             first_source_token = int(state.cross_k[0, row // state.rows_per_source, 0, 0, 0])  # beams share it
-            prefix = tuple(int(t) for t in state.self_k[0, row, 0, 1 : state.step + 1, 0])  # without BOS
+            prefix = tuple(int(t) for t in history[row, 1:])  # without BOS
             for token, p in self.table(first_source_token, prefix).items():
                 if p > 0:
                     logits[row, token] = math.log(p)

@@ -255,30 +255,34 @@ def test_reorder_within_sentences_equals_select_for_beam_moves(two_sentences) ->
     model, src = two_sentences
     beams = 3
     with torch.no_grad():
-        state = model.start_state(model.encode(src), model.source_mask(src), capacity=4)
-        state = state.select(torch.arange(2).repeat_interleave(beams))  # (B * K) rows, cross keys copied
-        _, state = model.decode_step(torch.randint(3, 13, (2 * beams,)), state)
+        start = model.start_state(model.encode(src), model.source_mask(src), capacity=4)
+        shared, copied = start.repeat_rows(beams), start.select(torch.arange(2).repeat_interleave(beams))
+        tokens = torch.randint(3, 13, (2 * beams,))
+        (_, shared), (_, copied) = model.decode_step(tokens, shared), model.decode_step(tokens, copied)
     rows = torch.tensor([2, 2, 0, 4, 3, 3])  # within sentence 0 (rows 0-2) and sentence 1 (rows 3-5)
-    fast, full = state.reorder_within_sentences(rows), state.select(rows)
-    filled = slice(0, state.step)  # positions past the step are unwritten memory (torch.empty)
-    for name in ("self_k", "self_v"):
-        assert torch.equal(getattr(fast, name)[:, :, :, filled], getattr(full, name)[:, :, :, filled]), name
-    for name in ("cross_k", "cross_v", "src_mask"):
-        assert torch.equal(getattr(fast, name), getattr(full, name)), name
+    fast, full = shared.reorder_within_sentences(rows), copied.select(rows)
+    filled = slice(0, shared.step)  # positions past the step are unwritten memory (torch.empty)
+    for ours, theirs in zip(fast.row_caches(), full.row_caches()):
+        torch.testing.assert_close(ours[:, :, :, filled], theirs[:, :, :, filled], atol=1e-6, rtol=1e-5)
+    assert torch.equal(fast.src_mask, start.src_mask) and fast.cross_k is start.cross_k  # one row per sentence
 
 
-def test_reorders_alternate_between_two_buffers_and_keep_the_written_positions(two_sentences) -> None:
+def test_reorders_move_the_lineage_and_copy_no_key(two_sentences) -> None:
+    """A reorder rewrites which slot holds each beam's key; the buffers and every written key stay put."""
     model, src = two_sentences
     with torch.no_grad():
         state = model.start_state(model.encode(src), model.source_mask(src), capacity=6).repeat_rows(2)
-        pointers = []
+        pointer = state.self_k.data_ptr()
+        rows = torch.tensor([1, 1, 2, 3])
         for _ in range(4):
             _, state = model.decode_step(torch.randint(3, 13, (4,)), state)
-            expected = state.self_k[:, :, :, : state.step].index_select(1, torch.tensor([1, 1, 2, 3]))
-            state = state.reorder_within_sentences(torch.tensor([1, 1, 2, 3]))
-            assert torch.equal(state.self_k[:, :, :, : state.step], expected)
-            pointers.append(state.self_k.data_ptr())
-    assert pointers[0] == pointers[2] and pointers[1] == pointers[3] and pointers[0] != pointers[1]
+            expected = [x[:, :, :, : state.step].index_select(1, rows) for x in state.row_caches()]
+            written = state.self_k[:, :, :, : state.step].clone()
+            state = state.reorder_within_sentences(rows)
+            assert all(torch.equal(x[:, :, :, : state.step], e) for x, e in zip(state.row_caches(), expected))
+            assert torch.equal(state.self_k[:, :, :, : state.step], written)
+            assert state.self_k.data_ptr() == pointer
+    assert state.lineage[0, :, : state.step].tolist() == [[1] * 4, [1] * 4]  # sentence 0: beam 1's line, twice
 
 
 def test_shared_cross_attention_keys_equal_copied_ones(make_cfg) -> None:
