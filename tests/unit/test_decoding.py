@@ -352,7 +352,7 @@ def test_sentences_that_end_leave_the_batch_without_changing_any_result(
     torch.testing.assert_close(dropped.scores, kept.scores, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("vocab", [9000, 32000, 32003])
+@pytest.mark.parametrize("vocab", [8000, 8003, 9000, 32000, 32003])
 @pytest.mark.parametrize("k", [1, 8, 10])
 def test_chunked_top_k_equals_topk(vocab: int, k: int) -> None:
     """The chunked selection finds the same k largest values and columns as topk, including a vocabulary that

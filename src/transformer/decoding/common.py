@@ -5,6 +5,7 @@ Shapes: B batch, N n-best, L output length, V vocabulary.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -84,18 +85,21 @@ def top_next_tokens(
     return values[:, :k], tokens.gather(1, order)[:, :k]
 
 
-TOP_K_CHUNK = 128  # columns per chunk in ``_top_k``
+# About this many chunks in ``_top_k``: their width is the power of two nearest V / TOP_K_CHUNKS (32 columns
+# for 8k tokens, 128 for 32k: measured fastest there, 1.4x and 2.8x faster than one topk over 256 rows).
+TOP_K_CHUNKS = 250
 
 
 def _top_k(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """``x.topk(k, dim=-1)`` by chunks: the k largest of a row lie in the k chunks of TOP_K_CHUNK columns with
-    the largest maxima (a chunk holding one of them has a maximum at least that large, and no k other chunks
-    can have larger ones), so one ``amax`` pass over x and a topk over k chunks replace topk over the whole
-    row (about 4x faster over a 32k vocabulary, where topk is one of the costliest ops of a beam step).
+    """``x.topk(k, dim=-1)`` by chunks: the k largest of a row lie in the k chunks of c columns with the
+    largest maxima (a chunk holding one of them has a maximum at least that large, and no k other chunks can
+    have larger ones), so one ``amax`` pass over x and a topk over k chunks replace topk over the whole row
+    (topk is one of the costliest ops of a beam step).
 
     Shapes: x (R, V) -> values (R, k), indices (R, k) int64, largest first.
     """
-    c, (rows, vocab) = TOP_K_CHUNK, x.shape
+    rows, vocab = x.shape
+    c = 2 ** round(math.log2(max(vocab / TOP_K_CHUNKS, 1)))
     if vocab < 8 * k * c:  # few chunks: no gain
         return x.topk(k, dim=-1)
     whole = vocab - vocab % c  # the columns in whole chunks; the rest, under c, are candidates as they are
