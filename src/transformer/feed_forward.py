@@ -39,6 +39,8 @@ class PositionwiseFeedForward(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, T, D) -> (B, T, D)."""
+        if self._relu and not (self.training and self.dropout.p > 0):  # no dropout: relu fused into the product
+            return self.w_2(self.w_1(x, relu=True))
         h = self.w_1(x)  # (B, T, F)
         if self._relu:
             return self.w_2(relu_dropout(h, self.dropout.p, self.training))

@@ -30,6 +30,26 @@ def test_inference_equals_f_linear(shape: tuple[int, ...]) -> None:
     torch.testing.assert_close(part, F.linear(x, layer.weight[8:], layer.bias[8:]), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("precision", linear_module.PRECISIONS)
+def test_fused_relu_is_relu_of_the_same_product(precision: str) -> None:
+    """``relu=True`` (the feed-forward network's first layer) is exactly relu of the product at each precision,
+    with and without autograd."""
+    if precision == "int8" and not linear_module.int8_supported():
+        pytest.skip("this torch has no CPU torch._int_mm")
+    if precision == "bfloat16" and not (linear_module.bf16_supported() and linear_module._onednn_works()):
+        pytest.skip("this CPU has no bf16 matrix units")
+    torch.manual_seed(0)
+    layer = Linear(16, 24)
+    layer.packed.precision = precision
+    x = torch.randn(2, 5, 16)
+    with torch.inference_mode():
+        assert torch.equal(layer(x, relu=True), F.relu(layer(x)))
+    y = layer(x.requires_grad_(), relu=True)
+    assert torch.equal(y, F.relu(F.linear(x, layer.weight, layer.bias)))
+    y.sum().backward()
+    assert x.grad is not None
+
+
 def test_the_packed_path_is_taken_and_follows_weight_updates() -> None:
     if not linear_module._onednn_works():
         pytest.skip("this torch has no working oneDNN linear operators: the plain path is used throughout")

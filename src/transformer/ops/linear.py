@@ -83,12 +83,13 @@ def _quantize_rows(x: Tensor) -> tuple[Tensor, Tensor]:
     return torch.round(x / scale).to(torch.int8), scale
 
 
-def _int8_linear(x: Tensor, packed: tuple[Tensor, Tensor], bias: Tensor | None) -> Tensor:
-    """x W^T + b with W as ``packed`` = (Q^T (K, N) int8, w (N,) float32): (M, K) -> (M, N) float32."""
+def _int8_linear(x: Tensor, packed: tuple[Tensor, Tensor], bias: Tensor | None, relu: bool = False) -> Tensor:
+    """x W^T + b (then relu) with W as ``packed`` = (Q^T (K, N) int8, w (N,) float32): (M, K) -> (M, N) float32."""
     q_t, w_scale = packed
     p, x_scale = _quantize_rows(x)
     out = torch._int_mm(p, q_t).float().mul_(x_scale).mul_(w_scale)  # (M, N)
-    return out if bias is None else out.add_(bias)
+    out = out if bias is None else out.add_(bias)
+    return out.relu_() if relu else out
 
 
 def _packable(x: Tensor, weight: Tensor, precision: str) -> bool:
@@ -116,14 +117,16 @@ def _pack(weight: Tensor, bias: Tensor | None, precision: str) -> tuple:
     return (torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), None),)
 
 
-def _product(rows: Tensor, packed: tuple, bias: Tensor | None, precision: str) -> Tensor:
-    """rows W^T + b by the packed weights: (M, K) float32 -> (M, N) float32."""
+def _product(rows: Tensor, packed: tuple, bias: Tensor | None, precision: str, relu: bool = False) -> Tensor:
+    """rows W^T + b (then relu, fused into the product where oneDNN runs it) by the packed weights: (M, K) float32
+    -> (M, N) float32."""
     if precision == "int8":
-        return _int8_linear(rows, packed, bias)
+        return _int8_linear(rows, packed, bias, relu)
+    after = "relu" if relu else "none"
     if precision == "bfloat16":
         w16, b16 = packed
-        return torch.ops.mkldnn._linear_pointwise(rows.to(torch.bfloat16), w16, b16, "none", [], "").float()
-    return torch.ops.mkldnn._linear_pointwise(rows, packed[0], bias, "none", [], "")
+        return torch.ops.mkldnn._linear_pointwise(rows.to(torch.bfloat16), w16, b16, after, [], "").float()
+    return torch.ops.mkldnn._linear_pointwise(rows, packed[0], bias, after, [], "")
 
 
 class PackedWeights:
@@ -144,19 +147,19 @@ class PackedWeights:
     def int8(self, enabled: bool) -> None:
         self.precision = "int8" if enabled else "float32"
 
-    def linear(self, x: Tensor, weight: Tensor, bias: Tensor | None, slot: object = None) -> Tensor:
-        """x W^T + b: (..., K) -> (..., N)."""
+    def linear(self, x: Tensor, weight: Tensor, bias: Tensor | None, slot: object = None, relu: bool = False) -> Tensor:
+        """x W^T + b, or relu(x W^T + b) with ``relu``: (..., K) -> (..., N)."""
         if not _packable(x, weight, self.precision):
             if self._entries:
                 self._entries.clear()
-            return F.linear(x, weight, bias)
+            return F.relu(F.linear(x, weight, bias)) if relu else F.linear(x, weight, bias)
         key = (self.precision, weight.data_ptr(), weight._version, tuple(weight.shape), weight.stride(),
                None if bias is None else (bias.data_ptr(), bias._version))
         entry = self._entries.get(slot)
         if entry is None or entry[0] != key:
             entry = (key, _pack(weight, bias, self.precision))
             self._entries[slot] = entry
-        out = _product(x.reshape(-1, x.size(-1)), entry[1], bias, self.precision)  # (M, N)
+        out = _product(x.reshape(-1, x.size(-1)), entry[1], bias, self.precision, relu)  # (M, N)
         return out.view(*x.shape[:-1], out.size(-1))
 
 
@@ -168,8 +171,9 @@ class Linear(nn.Linear):
         super().__init__(in_features, out_features, bias)
         self.packed = PackedWeights()
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.packed.linear(x, self.weight, self.bias)
+    def forward(self, x: Tensor, relu: bool = False) -> Tensor:
+        """x W^T + b, or relu(x W^T + b) with ``relu`` (one pass fewer in packed inference)."""
+        return self.packed.linear(x, self.weight, self.bias, relu=relu)
 
     def output_rows(self, x: Tensor, start: int, stop: int) -> Tensor:
         """x W[start:stop]^T + b[start:stop]: (..., K) -> (..., stop - start)."""
