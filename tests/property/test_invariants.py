@@ -166,6 +166,47 @@ def test_cached_decoding_equals_full_forward(
     assert state.step == tgt_len
 
 
+@SOME
+@given(
+    src=sentences,
+    beams=st.integers(2, 4),
+    tgt_len=st.integers(2, 8),
+    seed=st.integers(0, 2**16),
+    drop_at=st.integers(1, 8),
+    data=st.data(),
+    norm_first=variant,
+)
+def test_cached_beams_equal_full_forward_of_their_own_prefixes(
+    src: list[list[int]], beams: int, tgt_len: int, seed: int, drop_at: int, data: st.DataObject, norm_first: bool
+) -> None:
+    """Beam search's cache (one row per sentence at step 0, then ``repeat_rows``; reorders that move only the
+    lineage; sentences leaving by ``select_sources``): every step's logits equal forward's on each beam's own
+    prefix."""
+    model = tiny_model(norm_first)
+    src_t = pad_batch(src)
+    gen = torch.Generator().manual_seed(seed)
+    sources = torch.arange(len(src))  # (A,) the batch row of each sentence still decoded
+    prefixes = torch.full((len(src), 1), BOS)  # (rows, t + 1): what each row has read
+    with torch.no_grad():
+        state = model.start_state(model.encode(src_t), model.source_mask(src_t), capacity=1)
+        for t in range(tgt_len):
+            logits, state = model.decode_step(prefixes[:, -1], state)
+            g = prefixes.size(0) // sources.numel()
+            full = model(src_t[sources.repeat_interleave(g)], prefixes)[:, -1]  # (rows, V)
+            torch.testing.assert_close(logits, full, atol=1e-5, rtol=1e-5)
+            if t == 0:
+                state, prefixes = state.repeat_rows(beams), prefixes.repeat_interleave(beams, dim=0)
+            else:  # each beam continues one of its sentence's beams
+                parents = torch.randint(0, beams, (sources.numel(), beams), generator=gen)
+                rows = (torch.arange(sources.numel())[:, None] * beams + parents).view(-1)
+                state, prefixes = state.reorder_within_sentences(rows), prefixes[rows]
+            if t == drop_at and sources.numel() > 1:  # some sentences are done and leave
+                keep = torch.tensor(sorted(data.draw(st.sets(st.integers(0, sources.numel() - 1), min_size=1))))
+                state, sources = state.select_sources(keep), sources[keep]
+                prefixes = prefixes.view(-1, beams, prefixes.size(1))[keep].view(-1, prefixes.size(1))
+            prefixes = torch.cat([prefixes, torch.randint(3, VOCAB, (prefixes.size(0), 1), generator=gen)], dim=1)
+
+
 @FEW
 @given(src=sentences, min_len=st.integers(0, 3), norm_first=variant)
 def test_beam_size_one_is_greedy(src: list[list[int]], min_len: int, norm_first: bool) -> None:
