@@ -18,6 +18,7 @@ from transformer.checkpoint import read_metadata
 from transformer.cli.demo import report
 from transformer.data import read_lines
 from transformer.demo.run import DemoResult, choose_model, exact_match_of, load_demo_toml, pick_samples, run_config
+from transformer.ops.linear import auto_precision
 from transformer.run_dir import list_checkpoints
 from transformer.translator import Translator
 
@@ -41,7 +42,9 @@ def test_quick_demo_end_to_end(cli, tmp_path) -> None:
     settings, _ = load_demo_toml()
     n_test = settings.quick_n_test
     match = re.search(
-        rf"Exact-match accuracy on {n_test} held-out test numbers: ([\d.]+)% \((\d+)/{n_test}\)", result.out
+        rf"Exact-match accuracy on {n_test} held-out test numbers: ([\d.]+)% \((\d+)/{n_test}; decoded in "
+        rf"{auto_precision('cpu')}, as `transformer translate` does here\)",
+        result.out,
     )
     assert match, result.out
     assert "Trained 3 steps in " in result.out
@@ -59,8 +62,10 @@ def test_quick_demo_end_to_end(cli, tmp_path) -> None:
     test = read_lines(raw / "test.en")
     assert len(train) == settings.quick_n_train and len(test) == n_test and not train & set(test)
 
-    # the run directory is a checkpoint, and the samples are what it translates
+    # the run directory is a checkpoint, and the samples are what it translates (at the command line's precision)
     translator = Translator.from_checkpoint(run_dir, device="cpu")
+    assert record["precision"] == auto_precision("cpu")
+    translator.model.set_inference_precision(record["precision"])
     beam_size = record["scores"]["beam_size"]
     refs = read_lines(raw / "test.de")
     best = [nbest[0].text for nbest in translator.translate(test, DecodeOptions(beam_size=beam_size))]
@@ -157,6 +162,7 @@ def test_report_format(tmp_path) -> None:
         total_seconds=4.9,
         tokens_per_s=1234.5,
         scores={},
+        precision="bfloat16",
     )
     out = io.StringIO()
     report(result, out)
@@ -165,7 +171,8 @@ def test_report_format(tmp_path) -> None:
     assert "  four hundred  ->  (nothing)   [wrong, expected vierhundert]" in lines
     assert f"  seven         ->  {('sieben' * 5)[:26]}...   [wrong, expected sieben]" in lines
     assert "Mistakes:" in lines
-    assert "Exact-match accuracy on 4 held-out test numbers: 50.0% (2/4)" in lines
+    assert "Exact-match accuracy on 4 held-out test numbers: 50.0% (2/4; decoded in bfloat16, as `transformer " \
+        "translate` does here)" in lines
     assert "Model: the average of the checkpoints of steps 1, 2." in lines
     assert "Trained 2 steps in 3 s, 1,234 target tokens/s; the whole demo took 5 s." in lines
     run = shlex.quote(str(tmp_path / "my run"))

@@ -12,7 +12,7 @@ from sacrebleu.metrics import BLEU, CHRF
 from transformer import DecodeOptions
 from transformer.data import read_lines
 from transformer.evaluation import evaluate, exact_match, score_corpus
-from transformer.ops.linear import int8_supported
+from transformer.ops.linear import auto_precision, int8_supported
 from transformer.run_config import load_config, save_config
 from transformer.translator import Translation, Translator
 
@@ -150,10 +150,11 @@ def test_json_scores_equal_sacrebleu_on_the_written_hypotheses(cli, tiny_run, tm
     assert {k: scores[k] for k in expected} == expected
     assert scores["exact_match"] == sum(h == r for h, r in zip(hyps, refs)) / 30
     assert scores["beam_size"] == 2 and scores["lowercase"] is False and scores["int8"] is False
-    assert scores["precision"] == "float32"
+    assert scores["precision"] == auto_precision("cpu")  # no --precision: auto (bfloat16 on CPUs with bf16 units)
     assert scores["seconds"] > 0 and scores["sentences_per_s"] == pytest.approx(30 / scores["seconds"])
-    # the hypotheses are the Translator's
+    # the hypotheses are the Translator's, at that precision
     translator = Translator.from_checkpoint(tiny_run.run_dir, device="cpu")
+    translator.model.set_inference_precision(scores["precision"])
     sources = read_lines(tiny_run.test_src)
     assert hyps == [n[0].text for n in translator.translate(sources, DecodeOptions(beam_size=2))]
 

@@ -57,6 +57,8 @@ def test_n_best_format(cli, tiny_run, translator, normalization) -> None:
         "1.0",
         "--length-normalization",
         normalization,
+        "--precision",
+        "float32",  # the translator fixture's
         stdin="\n".join(LINES),
     )
     assert result.code == 0, result.err
@@ -169,6 +171,21 @@ def test_precision_flag_translates_at_that_precision(cli, tiny_run, precision: s
     assert result.code == 0, result.err
     translator = Translator.from_checkpoint(tiny_run.run_dir, device="cpu")
     translator.model.set_inference_precision(precision)
+    assert result.out.splitlines() == expected_best(translator, lines, beam_size=4, length_penalty=0.6)
+
+
+@pytest.mark.parametrize("flags", [[], ["--precision", "auto"]])
+def test_the_default_precision_is_auto(cli, tiny_run, flags: list[str]) -> None:
+    """Without --precision (or with auto): bfloat16 on a CPU with bf16 units, else float32, as auto_precision."""
+    from transformer.ops.linear import auto_precision, bf16_supported
+
+    assert auto_precision("cpu") == ("bfloat16" if bf16_supported() else "float32")
+    assert auto_precision("cuda") == auto_precision("meta") == "float32"  # CPU-only precisions
+    lines = ["twenty-one", "three hundred forty-two", "seven"]
+    result = cli("translate", "-c", tiny_run.run_dir, *flags, "--device", "cpu", stdin="\n".join(lines))
+    assert result.code == 0, result.err
+    translator = Translator.from_checkpoint(tiny_run.run_dir, device="cpu")
+    translator.model.set_inference_precision(auto_precision("cpu"))
     assert result.out.splitlines() == expected_best(translator, lines, beam_size=4, length_penalty=0.6)
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from transformer import DecodeOptions
 from transformer.cli import main
+from transformer.ops.linear import auto_precision
 
 
 def test_help_documents_the_options(capsys):
@@ -120,10 +121,15 @@ def test_serve_command_answers_over_http(run_dir, translator):
                 assert time.monotonic() < deadline, "transformer serve did not start within 90 s"
                 time.sleep(0.2)
         assert state["status"] == "ok" and state["limits"]["beam_size"] == 2 and state["limits"]["max_len"] == 10
+        assert state["precision"] == auto_precision("cpu")  # no --precision: auto
         texts = ["The cat sees a small boat.", "Our teacher calls the moon again."]
         response = httpx.post(f"{url}/translate", json={"texts": texts}, timeout=60)
         assert response.status_code == 200, response.text
-        expected = translator.translate(texts, DecodeOptions(beam_size=2, max_len=10))
+        translator.model.set_inference_precision(state["precision"])
+        try:
+            expected = translator.translate(texts, DecodeOptions(beam_size=2, max_len=10))
+        finally:
+            translator.model.set_inference_precision("float32")
         for result, exp in zip(response.json()["translations"], expected):
             assert result["text"] == exp[0].text
             assert result["score"] == pytest.approx(exp[0].score, abs=1e-4)

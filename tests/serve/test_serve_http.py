@@ -100,7 +100,8 @@ def test_translations_equal_transformer_translate(server, run_dir, sentences, tm
 
     texts = sentences(6, 10)
     (tmp_path / "in.txt").write_text("".join(t + "\n" for t in texts), encoding="utf-8")
-    common = ["translate", "--checkpoint", str(run_dir), "--input", str(tmp_path / "in.txt"), "--device", "cpu"]
+    common = ["translate", "--checkpoint", str(run_dir), "--input", str(tmp_path / "in.txt"), "--device", "cpu",
+              "--precision", "float32"]  # the server fixture's translator's
     assert main([*common, "--max-len", "10"]) == 0
     printed = capsys.readouterr().out.splitlines()
     response = post(server, json={"texts": texts})
@@ -122,6 +123,7 @@ def test_translations_equal_transformer_translate(server, run_dir, sentences, tm
 def test_health_and_docs(server):
     state = health(server)
     assert state["status"] == "ok" and state["model_loaded"] is True and state["device"] == "cpu"
+    assert state["precision"] == "float32"
     assert state["queue_depth"] == 0 and state["in_flight"] == 0
     assert state["limits"]["max_texts"] == 8 and state["limits"]["max_len"] == 10
     spec = httpx.get(f"{server.url}/openapi.json").json()

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..decoding.length_penalty import LENGTH_NORMALIZATIONS
 from ..decoding.options import DecodeOptionError, DecodeOptions
-from ..ops.linear import PRECISIONS
+from ..ops.linear import PRECISIONS, auto_precision
 
 if TYPE_CHECKING:
     from ..translator import Translator
@@ -50,11 +50,12 @@ def add_model_arguments(parser: argparse.ArgumentParser, flags: tuple[str, ...] 
     precision = parser.add_mutually_exclusive_group()
     precision.add_argument(
         "--precision",
-        choices=PRECISIONS,
-        default=None,  # float32; None so that argparse sees `--precision float32 --int8` as both given
-        help="CPU only: the precision of the linear layers' products. float32 (default) is exact; int8 (int8 "
-        "weights and inputs) and bfloat16 (on CPUs with AMX or AVX512-BF16) decode faster, slightly less "
-        "accurately (docs/performance.md)",
+        choices=(*PRECISIONS, "auto"),
+        default=None,  # auto; None so that argparse sees `--precision auto --int8` as both given
+        help="the precision of the linear layers' products (CPU only; float32 elsewhere). float32 is exact; "
+        "int8 (int8 weights and inputs) and bfloat16 (CPUs with AMX or AVX512-BF16) decode faster, slightly "
+        "less accurately; auto (default): bfloat16 where the CPU has bf16 units, else float32 "
+        "(docs/performance.md)",
     )
     precision.add_argument(
         "--int8",
@@ -121,7 +122,9 @@ def load_translator(args: argparse.Namespace) -> Translator:
         raise UsageError(f"cannot load {args.checkpoint}: {e}") from None
     if getattr(args, "batch_tokens", None) is not None:
         translator.batch_tokens = args.batch_tokens
-    if args.precision not in (None, "float32"):
+    if args.precision in (None, "auto"):
+        args.precision = auto_precision(translator.device)  # the command's outputs say which
+    if args.precision != "float32":
         try:
             translator.model.set_inference_precision(args.precision)
         except RuntimeError as e:

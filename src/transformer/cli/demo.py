@@ -101,7 +101,7 @@ def report(
             print(_sample_line(src, hyp, ref, width), file=out)
     print(
         f"\nExact-match accuracy on {result.n_test} held-out test numbers: {100 * result.accuracy:.1f}% "
-        f"({n_right}/{result.n_test})",
+        f"({n_right}/{result.n_test}; decoded in {result.precision}, as `transformer translate` does here)",
         file=out,
     )
     print(f"Model: {result.model}.", file=out)

@@ -75,7 +75,7 @@ def format_text(scores: dict[str, Any], lowercase: bool) -> str:
     lines.append(f"exact match: {100 * scores['exact_match']:.2f}% ({round(scores['exact_match'] * n)}/{n})")
     precision = scores.get("precision", "float32")
     lines.append(
-        f"{n} sentences, beam {scores['beam_size']}{'' if precision == 'float32' else ', ' + precision}, "
+        f"{n} sentences, beam {scores['beam_size']}, {precision}, "
         f"{scores['seconds']:.1f} s "
         f"({scores['sentences_per_s']:.1f} sentences/s)"
     )
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         "ref": str(args.ref),
         "lowercase": args.lowercase,
         "int8": args.precision == "int8",
-        "precision": args.precision or "float32",
+        "precision": args.precision,  # as given, or what auto picked (load_translator)
     }
     print(json.dumps(scores, ensure_ascii=False) if args.json else format_text(scores, args.lowercase))
     return 0

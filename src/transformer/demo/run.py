@@ -92,6 +92,7 @@ class DemoResult:
         total_seconds: wall time of the whole demo (corpus, vocabulary, training, translation).
         tokens_per_s: target tokens per second of the training steps.
         scores: the test set's ``transformer.evaluation.evaluate`` scores (BLEU, chrF, exact match, speed).
+        precision: of the linear layers when translating, the command line's default here (``auto_precision``).
     """
 
     run_dir: Path
@@ -105,6 +106,7 @@ class DemoResult:
     total_seconds: float
     tokens_per_s: float | None
     scores: dict[str, Any]
+    precision: str = "float32"
 
 
 def pick_samples(triples: list[tuple[str, str, str]], n: int) -> list[tuple[str, str, str]]:
@@ -187,13 +189,17 @@ def build_data(data_dir: Path, settings: DemoSettings, quick: bool, seed: int) -
 
 
 def exact_match_of(weights: Path, files: tuple[Path, Path], decode: DecodeOptions) -> tuple[float, Evaluation]:
-    """Exact-match rate (and the whole evaluation) of the weights file ``weights`` on (English, German) files."""
+    """Exact-match rate (and the whole evaluation) of the weights file ``weights`` on (English, German) files, at
+    the precision ``transformer translate`` and ``evaluate`` use by default (``auto_precision``)."""
     from ..data import read_lines
     from ..evaluation import evaluate
+    from ..ops.linear import auto_precision
     from ..translator import Translator
 
     translator = Translator.from_checkpoint(weights)
+    translator.model.set_inference_precision(auto_precision(translator.device))
     evaluation = evaluate(translator, read_lines(files[0]), read_lines(files[1]), decode)
+    evaluation.scores["precision"] = translator.model.inference_precision
     return evaluation.scores["exact_match"], evaluation
 
 
@@ -284,6 +290,7 @@ def run_demo(
         total_seconds=time.perf_counter() - started,
         tokens_per_s=summary["tokens_per_s"],
         scores=evaluation.scores,
+        precision=evaluation.scores["precision"],
     )
     record = {k: v for k, v in asdict(result).items() if k != "run_dir"}
     _write_marker(run_dir, {"status": "done", "quick": quick, "seed": seed, **record})

@@ -110,6 +110,7 @@ def _add_health(app: FastAPI, translator: TranslatorLike, batcher: Batcher, cfg:
             status="ok" if batcher.running else "unavailable",
             model_loaded=translator is not None,
             device=str(getattr(translator, "device", "cpu")),
+            precision=getattr(getattr(translator, "model", None), "inference_precision", "float32"),
             queue_depth=batcher.queue_depth,
             in_flight=batcher.in_flight,
             requests=stats.requests,

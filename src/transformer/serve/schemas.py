@@ -88,6 +88,7 @@ class HealthResponse(BaseModel):
     status: str = Field(description="`ok` while the translation worker runs, else `unavailable`.")
     model_loaded: bool
     device: str
+    precision: str = Field(description="The linear layers' precision: float32, int8 or bfloat16 (`--precision`).")
     queue_depth: int = Field(description="Texts waiting for a batch.")
     in_flight: int = Field(description="Texts being decoded now.")
     requests: int = Field(description="Translation requests queued since start.")
