@@ -375,14 +375,18 @@ def test_top_next_tokens_are_log_softmax_without_forbidden_tokens() -> None:
 
     logits = torch.randn(5, 40_000, generator=torch.Generator().manual_seed(0))
     logits[:, 0] = logits[:, 1] = logits[:, 2] = 30.0  # pad, bos, eos the likeliest
-    before = logits.clone()
     for step, min_len in ((0, 2), (3, 2)):
-        values, tokens = top_next_tokens(logits, 8, step, min_len, pad_id=0, bos_id=1, eos_id=2)
+        scratch = logits.clone()  # float32 logits are overwritten
+        values, tokens = top_next_tokens(scratch, 8, step, min_len, pad_id=0, bos_id=1, eos_id=2)
         logp = torch.log_softmax(logits, dim=-1)
+        assert torch.equal(scratch[:, 3:], logp[:, 3:])  # with the log-probabilities
         logp[:, :2] = -torch.inf
         if step < min_len:
             logp[:, 2] = -torch.inf
         expected_values, expected_tokens = logp.topk(8, dim=-1)
         assert torch.equal(values, expected_values) and torch.equal(tokens, expected_tokens)
         assert bool((tokens[:, 0] == 2).all()) == (step >= min_len)
-    assert torch.equal(logits, before)  # the model's tensor is not written
+    half = logits[:2, :100].to(torch.bfloat16)
+    before = half.clone()
+    top_next_tokens(half, 4, 0, 0, pad_id=0, bos_id=1, eos_id=2)
+    assert torch.equal(half, before)  # other dtypes are converted, not written

@@ -67,10 +67,12 @@ def top_next_tokens(
 
     Equal probabilities (frequent in bfloat16 or int8 inference) go to the lower token id first, as
     ``torch.max`` picks them: so beam search of width 1 makes greedy decoding's choices. Fewer than k tokens
-    in the vocabulary: all of them. ``logits`` itself is not written.
+    in the vocabulary: all of them. A float32 ``logits`` is overwritten (with the log-probabilities: a step's
+    logits are used once, and writing them in place spares a (R, V) buffer, the largest of a step).
     Shapes: logits (R, V) -> log-probabilities (R, k') float32, tokens (R, k') int64, k' = min(k, V), best first.
     """
-    logp = torch.log_softmax(logits.float(), dim=-1)  # (R, V)
+    logits = logits.float()  # (R, V): itself if float32
+    logp = torch.log_softmax(logits, dim=-1, out=logits)  # (R, V)
     logp[:, pad_id] = -torch.inf
     logp[:, bos_id] = -torch.inf
     if step < min_len:
@@ -106,7 +108,8 @@ def _top_k(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
     chunks = x[:, :whole].view(rows, whole // c, c)  # (R, V/c, c), a view
     _, best = chunks.amax(dim=-1).topk(k, dim=-1)  # (R, k) the chunks with the k largest maxima
     columns = (best[:, :, None] * c + torch.arange(c, device=x.device)).view(rows, k * c)  # (R, k c)
-    columns = torch.cat([columns, torch.arange(whole, vocab, device=x.device).expand(rows, -1)], dim=1)
+    if whole < vocab:
+        columns = torch.cat([columns, torch.arange(whole, vocab, device=x.device).expand(rows, -1)], dim=1)
     values, idx = x.gather(1, columns).topk(k, dim=-1)
     return values, columns.gather(1, idx)
 
