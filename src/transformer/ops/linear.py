@@ -97,7 +97,10 @@ def _int8_linear(x: Tensor, packed: tuple[Tensor, Tensor], bias: Tensor | None, 
     """x W^T + b (then relu) with W as ``packed`` = (Q^T (K, N) int8, w (N,) float32): (M, K) -> (M, N) float32."""
     q_t, w_scale = packed
     p, x_scale = _quantize_rows(x)
-    out = torch._int_mm(p, q_t).float().mul_(x_scale).mul_(w_scale)  # (M, N)
+    acc = torch._int_mm(p, q_t)  # (M, N) int32
+    # Converted to float32 in its own memory (4 bytes either way; each element is read, then written): no second
+    # (M, N) buffer, which at the output projection's size is page-faulted in anew at every call.
+    out = acc.view(torch.float32).copy_(acc).mul_(x_scale).mul_(w_scale)
     out = out if bias is None else out.add_(bias)
     return out.relu_() if relu else out
 
