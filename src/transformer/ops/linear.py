@@ -79,7 +79,7 @@ def bf16_supported() -> bool:
 
 def auto_precision(device: torch.device | str) -> str:
     """The inference precision the command line picks unless told (``--precision auto``): bfloat16 on a CPU with
-    bf16 matrix units, where it measured fastest (1.6-1.7x float32 at the paper's size) and within 0.1 BLEU of
+    bf16 matrix units, where it measured fastest (1.7-1.8x float32 at the paper's size) and within 0.1 BLEU of
     float32 on Multi30k (README "Speed"); float32 elsewhere: on GPUs these precisions do not apply, and on
     other CPUs int8's speed is unmeasured."""
     if torch.device(device).type == "cpu" and bf16_supported() and _onednn_works():
