@@ -63,7 +63,7 @@ class Packing:
     def unpack(self, x: Tensor) -> Tensor:
         """(N, C) -> (B, L, C), zeros at the padding positions."""
         full = x.new_zeros(self.batch * self.length, x.size(-1))
-        return full.index_copy(0, self.index, x).view(self.batch, self.length, -1)
+        return full.index_copy_(0, self.index, x).view(self.batch, self.length, -1)  # in place: no clone of the zeros
 
 
 def encoder_layer_on_rows(layer: EncoderLayer, rows: Tensor, src_mask: Tensor, packing: Packing) -> Tensor:
