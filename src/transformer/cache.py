@@ -124,18 +124,15 @@ class DecoderState:
         """A state whose buffers hold at least ``capacity`` positions (doubling), data kept."""
         if self.capacity >= capacity:
             return self
-        new = max(capacity, 2 * self.capacity)
-
-        def grow(x: Tensor, dim: int, fill: Tensor) -> Tensor:
-            return torch.cat([x, fill.narrow(dim, 0, new - x.size(dim))], dim=dim)
-
-        b, g = self.self_k.size(1), self.rows_per_source
-        zeros = self.self_k.new_zeros(*self.self_k.shape[:3], new, *self.self_k.shape[4:])
+        extra = max(capacity, 2 * self.capacity) - self.capacity  # positions added
+        shape = self.self_k.shape
+        zeros = self.self_k.new_zeros(*shape[:3], extra, *shape[4:])  # (L, B, H, extra, g, Dh)
         return replace(
             self,
-            self_k=grow(self.self_k, 3, zeros),
-            self_v=grow(self.self_v, 3, zeros),
-            lineage=None if self.lineage is None else grow(self.lineage, 2, self._identity(b, g, new)),
+            self_k=torch.cat([self.self_k, zeros], dim=3),
+            self_v=torch.cat([self.self_v, zeros], dim=3),
+            lineage=None if self.lineage is None else
+            torch.cat([self.lineage, self._identity(shape[1], shape[4], extra)], dim=2),
         )
 
     def advance(self) -> DecoderState:
