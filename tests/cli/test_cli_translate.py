@@ -147,7 +147,7 @@ def test_installed_command_pipes_stdin_to_stdout(run_subprocess, tiny_run, trans
     assert "translated 3 lines" in proc.stderr
 
 
-@pytest.mark.skipif(not int8_supported(), reason="this torch has no CPU torch._int_mm")
+@pytest.mark.skipif(not int8_supported(), reason="int8 inference does not run here (int8_supported)")
 def test_int8_flag_translates_with_the_int8_model(cli, tiny_run) -> None:
     lines = ["twenty-one", "three hundred forty-two", "seven"]
     result = cli("translate", "-c", tiny_run.run_dir, "--int8", "--device", "cpu", stdin="\n".join(lines))
@@ -155,6 +155,17 @@ def test_int8_flag_translates_with_the_int8_model(cli, tiny_run) -> None:
     translator = Translator.from_checkpoint(tiny_run.run_dir, device="cpu")
     translator.model.set_int8_inference()
     assert result.out.splitlines() == expected_best(translator, lines, beam_size=4, length_penalty=0.6)
+
+
+@pytest.mark.parametrize("units", [True, False], ids=["int8 units", "none"])
+def test_int8_says_when_the_cpu_gains_nothing_by_it(cli, tiny_run, monkeypatch, units: bool) -> None:
+    """On a CPU without int8 units (AVX2-only x86) int8 still translates, and stderr says it is no faster."""
+    import transformer.cli.common as common
+
+    monkeypatch.setattr(common, "int8_units", lambda: units)
+    result = cli("translate", "-c", tiny_run.run_dir, "--int8", "--device", "cpu", stdin="seven")
+    assert result.code == 0, result.err
+    assert ("has no int8 units" in result.err) is not units, result.err
 
 
 @pytest.mark.parametrize("precision", ["int8", "bfloat16"])

@@ -35,7 +35,7 @@ def test_fused_relu_is_relu_of_the_same_product(precision: str) -> None:
     """``relu=True`` (the feed-forward network's first layer) is exactly relu of the product at each precision,
     with and without autograd."""
     if precision == "int8" and not linear_module.int8_supported():
-        pytest.skip("this torch has no CPU torch._int_mm")
+        pytest.skip("int8 inference does not run here (int8_supported)")
     if precision == "bfloat16" and not (linear_module.bf16_supported() and linear_module._onednn_works()):
         pytest.skip("this CPU has no bf16 matrix units")
     torch.manual_seed(0)
@@ -97,7 +97,7 @@ def test_state_dict_is_that_of_nn_linear() -> None:
 
 # -- int8 inference ------------------------------------------------------------------------------------
 
-needs_int8 = pytest.mark.skipif(not linear_module.int8_supported(), reason="this torch has no CPU torch._int_mm")
+needs_int8 = pytest.mark.skipif(not linear_module.int8_supported(), reason="int8 does not run here")
 
 
 def int8_reference(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
@@ -126,6 +126,29 @@ def test_int8_is_the_quantized_product_and_close_to_float(shape: tuple[int, ...]
     exact = F.linear(x, layer.weight, layer.bias)
     assert (out - exact).abs().max() < 0.03 * exact.abs().max()  # two 8-bit roundings: about 1%
     assert out.dtype == torch.float32 and out.shape == exact.shape
+
+
+@pytest.mark.parametrize("units", [True, False], ids=["int_mm", "float32 product"])
+def test_int8_kernels_compute_the_same_integer_sum(units: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With int8 units, torch._int_mm; without (AVX2-only x86), oneDNN's float32 product of the same quantized
+    values: the same sum of integers (exact below 2^24), rescaled the same way, so the same outputs."""
+    monkeypatch.setattr(linear_module, "int8_units", lambda: units)
+    if not linear_module.int8_supported():
+        pytest.skip("this torch has no CPU torch._int_mm" if units else "no working oneDNN linear operators")
+    torch.manual_seed(0)
+    layer = Linear(64, 48)
+    layer.packed.int8 = True
+    x = torch.randn(9, 64) * 3
+    with torch.inference_mode():
+        out, fused = layer(x), layer(x, relu=True)
+    (_, (q, _)), = layer.packed._entries.values()
+    assert q.dtype == (torch.int8 if units else torch.float32)  # the kernel asked for was the one used
+    a = x.abs().amax(1, keepdim=True) / 127
+    s = layer.weight.abs().amax(1, keepdim=True) / 127
+    p, q = torch.round(x / a), torch.round(layer.weight / s)
+    sums = (p.double() @ q.double().T).float()  # exact: |sum| <= 64 * 127^2 < 2^24
+    assert torch.equal(out, sums * a * s.T + layer.bias)
+    assert torch.equal(fused, F.relu(out))
 
 
 @needs_int8

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from typing import TYPE_CHECKING
 
 from ..decoding.length_penalty import LENGTH_NORMALIZATIONS
 from ..decoding.options import DecodeOptionError, DecodeOptions
-from ..ops.linear import PRECISIONS, auto_precision
+from ..ops.linear import PRECISIONS, auto_precision, int8_units
 
 if TYPE_CHECKING:
     from ..translator import Translator
@@ -129,4 +130,7 @@ def load_translator(args: argparse.Namespace) -> Translator:
             translator.model.set_inference_precision(args.precision)
         except RuntimeError as e:
             raise UsageError(f"--precision {args.precision}: {e}") from None
+    if args.precision == "int8" and translator.device.type == "cpu" and not int8_units():
+        print("note: this CPU has no int8 units (VNNI or AMX): int8 runs at float32's speed or below here, and "
+              "float32 is exact (README, 'Precision of inference')", file=sys.stderr)
     return translator

@@ -14,7 +14,11 @@ int8 inference (``PackedWeights.int8 = True``, set for a whole model by ``Transf
 under the same conditions: symmetric quantization with one scale per weight row and per input row,
 W_nk ~ w_n * Q_nk with w_n = max_k |W_nk| / 127, x_mk ~ a_m * P_mk with a_m = max_k |x_mk| / 127 (Q, P int8,
 rounded), so that (x W^T)_mn ~ a_m * w_n * sum_k P_mk Q_nk: one int8 x int8 -> int32 matrix product
-(``torch._int_mm``, oneDNN int8 kernels on x86 CPUs), rescaled to float32, plus the bias in float32.
+(``torch._int_mm``, oneDNN int8 kernels on x86 CPUs), rescaled to float32, plus the bias in float32. On x86
+CPUs without int8 dot-product units (VNNI or AMX: AVX2-only ones) ``torch._int_mm`` runs a slow kernel, 14-27x
+slower than float32 at these shapes (docs/performance.md); there the same integer sum is computed by the float32
+product of P and Q (prepacked as float32): exact while K * 127^2 < 2^24 (K <= 1040), else within float32
+rounding, at float32's speed. int8 gains nothing on such CPUs, but gives the same outputs as elsewhere.
 
 bfloat16 inference (``PackedWeights.precision = "bfloat16"``, ``Transformer.set_inference_precision``), under
 the same conditions, on CPUs with bf16 matrix units (AMX or AVX512-BF16, ``bf16_supported``): W and b are
@@ -25,6 +29,8 @@ Shapes: (..., K) -> (..., N) for W (N, K).
 """
 
 from __future__ import annotations
+
+import platform
 
 import torch
 import torch.nn.functional as F
@@ -57,6 +63,12 @@ def _onednn_works() -> bool:
 
 
 def int8_supported() -> bool:
+    """Whether int8 inference runs here: on ``torch._int_mm`` where it is exact and the CPU has int8 units
+    (``int8_units``), else on oneDNN's float32 product of the quantized values (module docstring)."""
+    return _int_mm_exact() if int8_units() else _onednn_works()
+
+
+def _int_mm_exact() -> bool:
     """Whether this PyTorch build has an exact int8 x int8 -> int32 matrix product on the CPU."""
     global _int8_works
     if _int8_works is None:
@@ -67,6 +79,15 @@ def int8_supported() -> bool:
         except (AttributeError, RuntimeError, NotImplementedError):
             _int8_works = False
     return _int8_works
+
+
+def int8_units() -> bool:
+    """Whether ``torch._int_mm`` runs at speed here: not an x86 CPU without int8 dot-product units (AVX512-VNNI or
+    AMX), where oneDNN falls back to a kernel 14-27x slower than float32 (measured on an AVX2 AMD EPYC)."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return True
+    cpu = getattr(torch, "cpu", None)
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in ("_is_vnni_supported", "_is_amx_tile_supported"))
 
 
 def bf16_supported() -> bool:
@@ -80,8 +101,8 @@ def bf16_supported() -> bool:
 def auto_precision(device: torch.device | str) -> str:
     """The inference precision the command line picks unless told (``--precision auto``): bfloat16 on a CPU with
     bf16 matrix units, where it measured fastest (1.7-1.8x float32 at the paper's size) and within 0.1 BLEU of
-    float32 on Multi30k (README "Speed"); float32 elsewhere: on GPUs these precisions do not apply, and on
-    other CPUs int8's speed is unmeasured."""
+    float32 on Multi30k (README "Speed"); float32 elsewhere: on GPUs these precisions do not apply, on AVX2-only
+    CPUs int8 measured slower than float32 (no int8 units, ``int8_units``), and on others it is unmeasured."""
     if torch.device(device).type == "cpu" and bf16_supported() and _onednn_works():
         return "bfloat16"
     return "float32"
@@ -94,13 +115,18 @@ def _quantize_rows(x: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _int8_linear(x: Tensor, packed: tuple[Tensor, Tensor], bias: Tensor | None, relu: bool = False) -> Tensor:
-    """x W^T + b (then relu) with W as ``packed`` = (Q^T (K, N) int8, w (N,) float32): (M, K) -> (M, N) float32."""
-    q_t, w_scale = packed
+    """x W^T + b (then relu) with W as ``packed`` = (Q^T (K, N) int8, w (N,) float32), or (Q as float32 prepacked
+    for oneDNN, w) where the CPU has no int8 units (``int8_units``): (M, K) -> (M, N) float32."""
+    q, w_scale = packed
     p, x_scale = _quantize_rows(x)
-    acc = torch._int_mm(p, q_t)  # (M, N) int32
-    # Converted to float32 in its own memory (4 bytes either way; each element is read, then written): no second
-    # (M, N) buffer, which at the output projection's size is page-faulted in anew at every call.
-    out = acc.view(torch.float32).copy_(acc).mul_(x_scale).mul_(w_scale)
+    if q.dtype == torch.int8:
+        acc = torch._int_mm(p, q)  # (M, N) int32
+        # Converted to float32 in its own memory (4 bytes either way; each element is read, then written): no
+        # second (M, N) buffer, which at the output projection's size is page-faulted in anew at every call.
+        out = acc.view(torch.float32).copy_(acc)
+    else:
+        out = torch.ops.mkldnn._linear_pointwise(p.float(), q, None, "none", [], "")  # (M, N) sum_k P_mk Q_nk
+    out = out.mul_(x_scale).mul_(w_scale)
     out = out if bias is None else out.add_(bias)
     return out.relu_() if relu else out
 
@@ -123,6 +149,8 @@ def _pack(weight: Tensor, bias: Tensor | None, precision: str) -> tuple:
     w = weight.detach()
     if precision == "int8":
         q, w_scale = _quantize_rows(w)  # (N, K), (N, 1)
+        if not int8_units():
+            return torch.ops.mkldnn._reorder_linear_weight(q.float(), None), w_scale.view(-1)
         return q.t(), w_scale.view(-1)  # Q^T (K, N) as a view of row-major Q
     if precision == "bfloat16":
         b16 = None if bias is None else bias.detach().to(torch.bfloat16)
@@ -211,7 +239,8 @@ def set_inference_precision(model: nn.Module, precision: str) -> None:
             raise RuntimeError(f"{precision} inference runs on the CPU only, but the model is on "
                                f"{sorted(map(str, devices))}")
     if precision == "int8" and not int8_supported():
-        raise RuntimeError("this PyTorch build has no int8 matrix product on the CPU (torch._int_mm)")
+        raise RuntimeError("this PyTorch build has no int8 matrix product on the CPU (torch._int_mm) "
+                           "nor working oneDNN linear operators")
     if precision == "bfloat16" and not (bf16_supported() and _onednn_works()):
         raise RuntimeError("this CPU has no bf16 matrix units (AMX or AVX512-BF16), where bfloat16 products "
                            "would be slower than float32 ones")
