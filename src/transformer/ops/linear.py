@@ -18,7 +18,7 @@ rounded), so that (x W^T)_mn ~ a_m * w_n * sum_k P_mk Q_nk: one int8 x int8 -> i
 CPUs without int8 dot-product units (VNNI or AMX: AVX2-only ones) ``torch._int_mm`` runs a slow kernel, 14-27x
 slower than float32 at these shapes (docs/performance.md); there the same integer sum is computed by the float32
 product of P and Q (prepacked as float32): exact while K * 127^2 < 2^24 (K <= 1040), else within float32
-rounding, at float32's speed. int8 gains nothing on such CPUs, but gives the same outputs as elsewhere.
+rounding, at float32's speed. int8 gains nothing on such CPUs, but its products are those of ``torch._int_mm``.
 
 bfloat16 inference (``PackedWeights.precision = "bfloat16"``, ``Transformer.set_inference_precision``), under
 the same conditions, on CPUs with bf16 matrix units (AMX or AVX512-BF16, ``bf16_supported``): W and b are
