@@ -30,6 +30,7 @@ Shapes: (..., K) -> (..., N) for W (N, K).
 
 from __future__ import annotations
 
+import functools
 import platform
 
 import torch
@@ -81,9 +82,11 @@ def _int_mm_exact() -> bool:
     return _int8_works
 
 
+@functools.cache
 def int8_units() -> bool:
     """Whether ``torch._int_mm`` runs at speed here: not an x86 CPU without int8 dot-product units (AVX512-VNNI or
-    AMX), where oneDNN falls back to a kernel 14-27x slower than float32 (measured on an AVX2 AMD EPYC)."""
+    AMX), where oneDNN falls back to a kernel 14-27x slower than float32 (measured on an AVX2 AMD EPYC). Asked
+    at every int8 product, so read from the CPU once."""
     if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
         return True
     cpu = getattr(torch, "cpu", None)
